@@ -1,0 +1,119 @@
+"""Helpers shared by several modules: input conversion, parameter checks, sum-to-shape.
+
+Only what is used in more than one place lives here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import tensorflow as tf
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def as_float_tensor(x, name="x"):
+    """Converts `x` to a floating-point tensor, or raises a TypeError saying how to fix it.
+
+    Python lists and scalars become float32 (as `tf.constant([1, 2], tf.float32)`);
+    an integer, boolean or string *tensor/array* is refused rather than silently
+    cast, because its gradient would be undefined.
+    """
+    given = getattr(x, "dtype", None)
+    if given is not None:
+        try:
+            given = tf.as_dtype(given)
+        except TypeError:
+            given = None
+    if given is not None and not given.is_floating:
+        raise TypeError(
+            f"`{name}` must have a floating-point dtype (one of {', '.join(FLOAT_DTYPES)}); "
+            f"received dtype {given.name}. Cast it first, e.g. tf.cast({name}, 'float32')."
+        )
+    try:
+        t = tf.convert_to_tensor(x, dtype_hint=tf.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"`{name}` must be convertible to a floating-point tensor; received "
+            f"{type(x).__name__} ({e}). Pass a float tensor or array, e.g. "
+            f"tf.constant(..., dtype='float32')."
+        ) from None
+    if not t.dtype.is_floating:
+        raise TypeError(
+            f"`{name}` must have a floating-point dtype (one of {', '.join(FLOAT_DTYPES)}); "
+            f"received dtype {t.dtype.name}. Cast it first, e.g. tf.cast({name}, 'float32')."
+        )
+    return t
+
+
+def check_number(value, name, *, low=None, high=None, low_inclusive=True,
+                 high_inclusive=True, allow_none=False):
+    """Validates a scalar hyper-parameter; returns it as a Python float.
+
+    Raises TypeError for non-numbers and ValueError for out-of-range or
+    non-finite values; each message names the argument, the value received and
+    the valid range.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        # NumPy scalars are numbers.Real; 0-d arrays are not, accept them too.
+        try:
+            import numpy as np
+
+            if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+                value = value.item()
+            else:
+                raise TypeError
+        except TypeError:
+            raise TypeError(
+                f"`{name}` must be a real number{' or None' if allow_none else ''}; "
+                f"received {value!r} of type {type(value).__name__}."
+            ) from None
+    value = float(value)
+    lo = "[" if low_inclusive else "("
+    hi = "]" if high_inclusive else ")"
+    rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value < low if low_inclusive else value <= low
+    if high is not None:
+        bad |= value > high if high_inclusive else value >= high
+    if bad:
+        raise ValueError(f"`{name}` must be a finite number in {rng}; received {value!r}.")
+    return value
+
+
+def normalize_axis(axis, ndim, name="axis"):
+    """Returns a non-negative axis (or tuple of axes) for a tensor of rank `ndim`.
+
+    With unknown rank, negative axes are returned unchanged.
+    """
+    many = isinstance(axis, (tuple, list))
+    axes = tuple(axis) if many else (axis,)
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"`{name}` must be an int or a tuple of ints; received {axis!r}.")
+        a = int(a)
+        if ndim is not None:
+            if not -ndim <= a < ndim:
+                raise ValueError(
+                    f"`{name}`={axis!r} is out of range for an input of rank {ndim}; "
+                    f"expected a value in [{-ndim}, {ndim - 1}]."
+                )
+            a %= ndim
+        out.append(a)
+    return tuple(out) if many else out[0]
+
+
+def sum_to_shape(grad, shape):
+    """Sums `grad` over the axes along which a tensor of `shape` was broadcast.
+
+    Used for the gradient of a broadcast parameter (PReLU's per-channel alpha,
+    per-class focal alpha): the result has exactly `shape`.
+    """
+    shape = tf.convert_to_tensor(shape, dtype=tf.int32)
+    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
+    return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)

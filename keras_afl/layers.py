@@ -1,0 +1,280 @@
+"""Keras activation layers backed by `keras_afl.activations`.
+
+Each layer is a thin `keras.layers.Layer` that delegates to the function of the
+same name (so the analytic derivative lives in exactly one place), stores every
+constructor argument in `get_config()`, and is registered under the package
+name `keras_afl` so that `.keras` files that use it reload after
+`import keras_afl`. Under a mixed-precision policy the layers compute in the
+compute dtype (float16/bfloat16) and keep PReLU's `alpha` in float32.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_afl import activations
+from keras_afl._grad_utils import check_number, normalize_axis
+
+__all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Softmax", "ELU", "SELU"]
+
+_register = keras.saving.register_keras_serializable(package="keras_afl")
+
+
+class _Elementwise(keras.layers.Layer):
+    """Base for stateless element-wise activation layers."""
+
+    _fn = None  # the function in keras_afl.activations
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.built = True
+
+    def _kwargs(self):
+        return {}
+
+    def call(self, inputs):
+        return type(self)._fn(inputs, **self._kwargs())
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self._kwargs()}
+
+
+@_register
+class ReLU(_Elementwise):
+    """ReLU layer: `max(x, 0)`, derivative 1{x > 0}. See `keras_afl.activations.relu`.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.ReLU()(np.array([-1.0, 2.0])).numpy().tolist()
+    [0.0, 2.0]
+    """
+
+    _fn = staticmethod(activations.relu)
+
+
+@_register
+class LeakyReLU(_Elementwise):
+    """Leaky ReLU layer: `x if x > 0 else negative_slope * x`. See `keras_afl.activations.leaky_relu`.
+
+    Args:
+        negative_slope: Slope for x <= 0 (default 0.01).
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.LeakyReLU(negative_slope=0.5)(np.array([-2.0, 2.0])).numpy().tolist()
+    [-1.0, 2.0]
+    """
+
+    _fn = staticmethod(activations.leaky_relu)
+
+    def __init__(self, negative_slope=0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = check_number(negative_slope, "negative_slope")
+
+    def _kwargs(self):
+        return {"negative_slope": self.negative_slope}
+
+
+@_register
+class Sigmoid(_Elementwise):
+    """Sigmoid layer, `1 / (1 + exp(-x))`. See `keras_afl.activations.sigmoid`.
+
+    Its output carries the logits (`_keras_logits`), so a following
+    cross-entropy (Keras's or ours) takes the stable logits path.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.Sigmoid()(np.array([0.0])).numpy().tolist()
+    [0.5]
+    """
+
+    _fn = staticmethod(activations.sigmoid)
+
+
+@_register
+class Tanh(_Elementwise):
+    """Tanh layer. See `keras_afl.activations.tanh`.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.Tanh()(np.array([0.0])).numpy().tolist()
+    [0.0]
+    """
+
+    _fn = staticmethod(activations.tanh)
+
+
+@_register
+class ELU(_Elementwise):
+    """ELU layer: `x if x > 0 else alpha * (exp(x) - 1)`. See `keras_afl.activations.elu`.
+
+    Args:
+        alpha: Saturation value for negative inputs (default 1.0), >= 0.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.ELU(alpha=2.0)(np.array([-100.0, 3.0])).numpy().tolist()
+    [-2.0, 3.0]
+    """
+
+    _fn = staticmethod(activations.elu)
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = check_number(alpha, "alpha", low=0.0)
+
+    def _kwargs(self):
+        return {"alpha": self.alpha}
+
+
+@_register
+class SELU(_Elementwise):
+    """SELU layer (self-normalising). See `keras_afl.activations.selu`.
+
+    Use with `kernel_initializer="lecun_normal"` and AlphaDropout, without
+    batch normalisation.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.SELU()(np.array([0.0])).numpy().tolist()
+    [0.0]
+    """
+
+    _fn = staticmethod(activations.selu)
+
+
+def _large_negative(dtype):
+    # As keras.layers.Softmax: far below any logit, yet finite in the dtype.
+    return -3e4 if dtype == tf.float16 else -1e9
+
+
+@_register
+class Softmax(keras.layers.Layer):
+    """Softmax layer with optional mask. See `keras_afl.activations.softmax`.
+
+    With a mask (boolean, or numbers where > 0.5 means "keep"), masked
+    positions get probability exactly 0 and the rest sum to 1, as in
+    `keras.layers.Softmax`. The output carries its (masked) logits.
+
+    Args:
+        axis: Int or tuple of ints along which the output sums to 1.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> layer = keras_afl.layers.Softmax()
+    >>> layer(np.array([[1.0, 1.0, 5.0]]), mask=np.array([[True, True, False]])).numpy().tolist()
+    [[0.5, 0.5, 0.0]]
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        normalize_axis(axis, None)  # type check only; range is checked against the input
+        self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs, mask=None):
+        inputs = tf.convert_to_tensor(inputs)
+        if mask is None:
+            return activations.softmax(inputs, axis=self.axis)
+        mask = tf.convert_to_tensor(mask)
+        if mask.dtype != tf.bool:
+            mask = mask > 0.5
+        logits = tf.where(mask, inputs, tf.constant(_large_negative(inputs.dtype), inputs.dtype))
+        y = activations.softmax(logits, axis=self.axis) * tf.cast(mask, inputs.dtype)
+        return activations._attach_logits(y, logits)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        axis = list(self.axis) if isinstance(self.axis, tuple) else self.axis
+        return {**super().get_config(), "axis": axis}
+
+
+@_register
+class PReLU(keras.layers.Layer):
+    """Parametric ReLU layer: a leaky ReLU whose slope `alpha` is learned.
+
+    `alpha` starts at 0.25, as in He et al. 2015 (Keras's `PReLU` starts at 0,
+    i.e. as a plain ReLU). It is kept in float32 under mixed precision and its
+    gradient is the analytic one of `keras_afl.activations.prelu`.
+
+    Args:
+        alpha_initializer: Initializer for alpha (default `Constant(0.25)`).
+        alpha_regularizer: Optional regularizer for alpha.
+        alpha_constraint: Optional constraint for alpha.
+        shared_axes: Axes (1-based, the batch axis is 0) along which one alpha
+            is shared, e.g. `[1, 2]` for one slope per channel of an image.
+
+    Example:
+    >>> import numpy as np, keras_afl
+    >>> keras_afl.layers.PReLU()(np.array([[-4.0, 4.0]])).numpy().tolist()
+    [[-1.0, 4.0]]
+
+    Reference:
+        He et al., "Delving Deep into Rectifiers", ICCV 2015.
+    """
+
+    def __init__(self, alpha_initializer=None, alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        if alpha_initializer is None:
+            alpha_initializer = keras.initializers.Constant(0.25)
+        self.alpha_initializer = keras.initializers.get(alpha_initializer)
+        self.alpha_regularizer = keras.regularizers.get(alpha_regularizer)
+        self.alpha_constraint = keras.constraints.get(alpha_constraint)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = shared_axes if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            normalize_axis(tuple(axes), None, name="shared_axes")
+            self.shared_axes = list(int(a) for a in axes)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        param_shape = list(input_shape[1:])
+        if self.shared_axes is not None:
+            for a in self.shared_axes:
+                if not 1 <= a < rank:
+                    raise ValueError(
+                        f"`shared_axes`={self.shared_axes} is out of range for inputs of rank "
+                        f"{rank} (shape {tuple(input_shape)}); expected axes in [1, {rank - 1}] "
+                        "(axis 0 is the batch axis)."
+                    )
+                param_shape[a - 1] = 1
+        for i, d in enumerate(param_shape):
+            if d is None:
+                raise ValueError(
+                    f"PReLU needs a known size on input axis {i + 1} (shape {tuple(input_shape)}); "
+                    f"add {i + 1} to `shared_axes` to share alpha along it."
+                )
+        self.alpha = self.add_weight(
+            shape=param_shape,
+            name="alpha",
+            initializer=self.alpha_initializer,
+            regularizer=self.alpha_regularizer,
+            constraint=self.alpha_constraint,
+        )
+        self.built = True
+
+    def call(self, inputs):
+        return activations.prelu(inputs, tf.convert_to_tensor(self.alpha))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha_initializer": keras.initializers.serialize(self.alpha_initializer),
+            "alpha_regularizer": keras.regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": keras.constraints.serialize(self.alpha_constraint),
+            "shared_axes": self.shared_axes,
+        }

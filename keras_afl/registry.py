@@ -1,0 +1,304 @@
+"""THE name table of keras_afl: every activation and loss, its string names and its notes.
+
+`get()` and `names()` read it; so do the command line, the README table and the
+tests. On `import keras_afl`, `install()` adds these names to Keras's own
+lookup tables (adding only, never replacing a Keras name), because Keras 3's
+`keras.activations.get` / `keras.losses.get` -- and so `Dense(activation=...)`
+and `compile(loss=...)` -- read only those tables: neither
+`register_keras_serializable` nor `custom_object_scope` makes a string resolve.
+`use_as_builtins()` temporarily maps Keras's own names ("relu", "mse", ...) to
+ours for code you cannot edit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import inspect
+import threading
+
+import keras
+
+from keras_afl import activations
+
+__all__ = ["Entry", "get", "entry", "names", "entries", "install", "use_as_builtins"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One activation or loss in the table.
+
+    Attributes:
+        name: Canonical string name (`afl_relu`, `focal`, ...).
+        kind: `"activation"` or `"loss"`.
+        obj: The activation function, or the `keras.losses.Loss` subclass.
+        aliases: Further string names.
+        keras_names: Keras's own names that `use_as_builtins()` maps to `obj`.
+        formula, derivative: Plain-text formulas (README table, `keras-afl list`).
+        output_range: Range of the output (activations) or of the loss value.
+        properties, uses, pairings: Notes from the article behind the project.
+    """
+
+    name: str
+    kind: str
+    obj: object
+    aliases: tuple = ()
+    keras_names: tuple = ()
+    formula: str = ""
+    derivative: str = ""
+    output_range: str = ""
+    properties: tuple = ()
+    uses: tuple = ()
+    pairings: tuple = ()
+
+    @property
+    def all_names(self):
+        return (self.name, *self.aliases)
+
+    def parameters(self):
+        """Settings with their defaults, read from the function or constructor signature."""
+        sig = inspect.signature(self.obj)
+        skip = {"x", "y_true", "y_pred", "reduction", "name", "dtype", "kwargs"}
+        return {
+            p.name: (None if p.default is inspect.Parameter.empty else p.default)
+            for p in sig.parameters.values()
+            if p.name not in skip and p.kind is not p.VAR_KEYWORD
+        }
+
+
+_ACTIVATIONS = (
+    Entry(
+        "afl_relu", "activation", activations.relu, keras_names=("relu",),
+        formula="max(x, 0)", derivative="1 if x > 0 else 0  (0 at x = 0)",
+        output_range="[0, inf)",
+        properties=("non-saturating for x > 0", "sparse activation (about half the units are zero)",
+                    "cheap to compute", "mitigates vanishing gradients", "units can die (x <= 0 forever)"),
+        uses=("default hidden-layer activation", "convolutional networks", "deep architectures"),
+        pairings=("hidden layers with any loss",),
+    ),
+    Entry(
+        "afl_leaky_relu", "activation", activations.leaky_relu, keras_names=("leaky_relu",),
+        formula="x if x > 0 else a*x", derivative="1 if x > 0 else a  (a at x = 0)",
+        output_range="(-inf, inf)",
+        properties=("prevents dead units", "keeps a gradient for negative inputs",
+                    "slope a can be learned (PReLU)"),
+        uses=("alternative to ReLU when dead units are a concern", "GAN discriminators"),
+        pairings=("hidden layers with any loss",),
+    ),
+    Entry(
+        "afl_sigmoid", "activation", activations.sigmoid, keras_names=("sigmoid",),
+        formula="1 / (1 + exp(-x))", derivative="y (1 - y)",
+        output_range="(0, 1)",
+        properties=("smooth", "probabilistic output", "saturates: vanishing gradient for large |x|",
+                    "not zero-centred"),
+        uses=("binary and multi-label output layers", "LSTM/GRU gates"),
+        pairings=("afl_bce / focal (binary cross-entropy family)",),
+    ),
+    Entry(
+        "afl_tanh", "activation", activations.tanh, keras_names=("tanh",),
+        formula="(e^x - e^-x) / (e^x + e^-x)", derivative="1 - y^2",
+        output_range="(-1, 1)",
+        properties=("zero-centred", "stronger gradient than sigmoid", "saturates for large |x|"),
+        uses=("recurrent cells", "shallow networks", "outputs normalised to (-1, 1)"),
+        pairings=("hidden layers; as output, MSE on targets in (-1, 1)",),
+    ),
+    Entry(
+        "afl_softmax", "activation", activations.softmax, keras_names=("softmax",),
+        formula="exp(x_i - max x) / sum_j exp(x_j - max x)",
+        derivative="s_i (delta_ij - s_j); VJP s * (g - <g, s>)",
+        output_range="(0, 1), sums to 1 along axis",
+        properties=("outputs a probability distribution", "preserves ordering",
+                    "emphasises the largest value"),
+        uses=("multi-class output layers", "attention weights", "policy networks"),
+        pairings=("afl_cce / categorical_focal (categorical cross-entropy family)",),
+    ),
+    Entry(
+        "afl_elu", "activation", activations.elu, keras_names=("elu",),
+        formula="x if x > 0 else alpha (exp(x) - 1)", derivative="1 if x > 0 else y + alpha  (1 at x = 0)",
+        output_range="(-alpha, inf)",
+        properties=("smooth for negative inputs", "mean activation nearer zero (less bias shift)",
+                    "no dead units", "costlier than ReLU"),
+        uses=("deep networks needing smooth gradients", "alternative to batch normalisation"),
+        pairings=("hidden layers with any loss",),
+    ),
+    Entry(
+        "afl_selu", "activation", activations.selu, keras_names=("selu",),
+        formula="lambda (x if x > 0 else alpha (exp(x) - 1)), lambda=1.0507, alpha=1.6733",
+        derivative="lambda if x > 0 else y + lambda alpha  (lambda at x = 0)",
+        output_range="(-lambda alpha, inf)",
+        properties=("self-normalising: activations keep mean 0, variance 1",
+                    "needs LeCun-normal initialisation", "use AlphaDropout, not Dropout or BatchNorm"),
+        uses=("deep fully connected networks without batch normalisation",),
+        pairings=("hidden layers with any loss",),
+    ),
+)
+
+# Loss entries are appended by keras_afl.losses' table below (kept here, in one place).
+_LOSSES: tuple = ()
+
+_lock = threading.RLock()
+
+
+def _table():
+    return {e.name: e for e in (*_ACTIVATIONS, *_LOSSES)}
+
+
+def _lookup():
+    out = {}
+    for e in (*_ACTIVATIONS, *_LOSSES):
+        for n in e.all_names:
+            out[n] = e
+    return out
+
+
+def entries(kind=None):
+    """All entries (optionally only `"activation"` or `"loss"`), in table order."""
+    _check_kind(kind)
+    return [e for e in (*_ACTIVATIONS, *_LOSSES) if kind is None or e.kind == kind]
+
+
+def names(kind=None):
+    """Every string name (canonical names and aliases), optionally of one kind.
+
+    Example:
+    >>> import keras_afl
+    >>> keras_afl.names("activation")[:3]
+    ['afl_relu', 'afl_leaky_relu', 'afl_sigmoid']
+    """
+    return [n for e in entries(kind) for n in e.all_names]
+
+
+def _check_kind(kind):
+    if kind not in (None, "activation", "loss"):
+        raise ValueError(f"`kind` must be None, 'activation' or 'loss'; received {kind!r}.")
+
+
+def _unknown(name, kind):
+    valid = names(kind)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    what = f"{kind} " if kind else ""
+    return ValueError(
+        f"Unknown keras_afl {what}name {name!r}.{hint} Valid names: {', '.join(valid)}."
+    )
+
+
+def entry(name, kind=None):
+    """The `Entry` for a string name or alias; ValueError with the closest name if unknown."""
+    _check_kind(kind)
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a string; received {name!r} of type {type(name).__name__}.")
+    e = _lookup().get(name)
+    if e is None or (kind is not None and e.kind != kind):
+        raise _unknown(name, kind)
+    return e
+
+
+def get(identifier, kind=None):
+    """Resolves an activation or loss the way Keras's `get()` functions do.
+
+    `None` and callables pass through; dicts are deserialized with
+    `keras.saving.deserialize_keras_object`; strings are looked up in the
+    table (an activation name gives the function, a loss name gives an instance
+    of the loss class with default settings); anything else raises.
+
+    Example:
+    >>> import keras_afl
+    >>> keras_afl.get("afl_relu") is keras_afl.activations.relu
+    True
+    """
+    if identifier is None or (callable(identifier) and not isinstance(identifier, type)):
+        return identifier
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    if isinstance(identifier, str):
+        e = entry(identifier, kind)
+        return e.obj() if e.kind == "loss" else e.obj
+    if isinstance(identifier, type):
+        return identifier()
+    raise TypeError(
+        f"Cannot interpret {identifier!r} (type {type(identifier).__name__}) as an activation "
+        "or loss; pass a string name, a callable, a config dict or None."
+    )
+
+
+def _keras_tables():
+    """Keras's private name tables: {"activation": dict, "loss": dict}.
+
+    The one access to Keras internals in keras_afl. Keras 3 exposes no public
+    way to add names to `keras.activations.get` / `keras.losses.get`.
+    """
+    try:
+        from keras.src import activations as _ka
+        from keras.src import losses as _kl
+
+        tables = {"activation": _ka.ALL_OBJECTS_DICT, "loss": _kl.ALL_OBJECTS_DICT}
+    except (ImportError, AttributeError) as e:  # pragma: no cover - only on a Keras that moved them
+        raise RuntimeError(
+            f"keras_afl could not find Keras's name tables in keras {keras.__version__} ({e}); "
+            "string names such as compile(loss='focal') will not resolve. Pass objects instead "
+            "(keras_afl.losses.FocalLoss()) and report this Keras version to keras_afl."
+        ) from e
+    if not all(isinstance(t, dict) for t in tables.values()):  # pragma: no cover
+        raise RuntimeError(f"Keras {keras.__version__} changed the type of its name tables.")
+    return tables
+
+
+def install():
+    """Adds every keras_afl name to Keras's tables; never replaces a Keras name.
+
+    Returns the names that were added (already-present names of ours count as added).
+    """
+    added = []
+    with _lock:
+        tables = _keras_tables()
+        for e in entries():
+            table = tables[e.kind]
+            for n in e.all_names:
+                current = table.get(n)
+                if current is None or current is e.obj:
+                    table[n] = e.obj
+                    added.append(n)
+    return added
+
+
+@contextlib.contextmanager
+def use_as_builtins(kind=None):
+    """Maps Keras's own names ("relu", "sigmoid", "mse", ...) to keras_afl's, then restores them.
+
+    For code you cannot edit: inside the block, `Dense(8, activation="relu")`
+    gets `keras_afl.activations.relu` and `compile(loss="mse")` gets
+    `keras_afl.losses.MeanSquaredError`. Resolution happens when the string is
+    looked up (layer construction, `compile()`), so build and compile inside
+    the block. Keras's entries are restored on exit, even after an error.
+
+    Args:
+        kind: None (both), "activation" or "loss".
+
+    Example:
+    >>> import keras, keras_afl
+    >>> with keras_afl.use_as_builtins():
+    ...     keras.activations.get("relu") is keras_afl.activations.relu
+    True
+    >>> keras.activations.get("relu") is keras_afl.activations.relu
+    False
+    """
+    _check_kind(kind)
+    with _lock:
+        tables = _keras_tables()
+        saved = []
+        for e in entries(kind):
+            table = tables[e.kind]
+            for n in e.keras_names:
+                saved.append((table, n, n in table, table.get(n)))
+                table[n] = e.obj
+    try:
+        yield
+    finally:
+        with _lock:
+            for table, n, existed, old in reversed(saved):
+                if existed:
+                    table[n] = old
+                else:
+                    table.pop(n, None)
