@@ -10,21 +10,25 @@ import os as _os
 
 
 def _require_tensorflow_backend():
+    def wrong_backend(backend, cause=""):
+        return ImportError(
+            f"keras_afl needs Keras's TensorFlow backend, but Keras is set to {backend!r} "
+            f"(KERAS_BACKEND={_os.environ.get('KERAS_BACKEND', '<unset>')!r}, or the 'backend' "
+            f"key of ~/.keras/keras.json){cause}. keras_afl's gradients are written with "
+            "tf.custom_gradient. Fix: set KERAS_BACKEND=tensorflow before Python starts "
+            "(or before the first `import keras`)."
+        )
+
+    requested = _os.environ.get("KERAS_BACKEND")
     try:
         import keras
-    except ImportError as e:  # pragma: no cover - keras is a hard dependency
-        raise ImportError(
-            "keras_afl needs Keras 3: pip install 'keras>=3'"
-        ) from e
+    except ImportError as e:
+        if requested and requested != "tensorflow":
+            raise wrong_backend(requested, f", and importing Keras failed: {e}") from e
+        raise ImportError(f"keras_afl needs Keras 3 (pip install 'keras>=3'); import failed: {e}") from e
     backend = keras.backend.backend()
     if backend != "tensorflow":
-        raise ImportError(
-            f"keras_afl needs Keras's TensorFlow backend, but Keras is running on {backend!r} "
-            f"(KERAS_BACKEND={_os.environ.get('KERAS_BACKEND', '<unset>')!r}, or the 'backend' "
-            "key of ~/.keras/keras.json). Its gradients are written with tf.custom_gradient. "
-            "Fix: set KERAS_BACKEND=tensorflow before Python starts (or before the first "
-            "`import keras`)."
-        )
+        raise wrong_backend(backend)
     try:
         import tensorflow  # noqa: F401
     except ImportError as e:

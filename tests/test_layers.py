@@ -1,0 +1,201 @@
+"""keras_afl.layers: delegation, configs, training, PReLU's parameter, Softmax masks, dtypes."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_afl
+from keras_afl import activations as A
+from keras_afl import layers as L
+from tests._checks import custom_gradient_ops, grads
+
+# layer (with non-default settings where it has any) -> the function it must compute
+LAYERS = {
+    "ReLU": (lambda: L.ReLU(), A.relu),
+    "LeakyReLU": (lambda: L.LeakyReLU(negative_slope=0.2), lambda x: A.leaky_relu(x, 0.2)),
+    "Sigmoid": (lambda: L.Sigmoid(), A.sigmoid),
+    "Tanh": (lambda: L.Tanh(), A.tanh),
+    "Softmax": (lambda: L.Softmax(axis=1), lambda x: A.softmax(x, axis=1)),
+    "ELU": (lambda: L.ELU(alpha=0.5), lambda x: A.elu(x, 0.5)),
+    "SELU": (lambda: L.SELU(), A.selu),
+    "PReLU": (
+        lambda: L.PReLU(alpha_initializer=keras.initializers.Constant(0.3)),
+        lambda x: A.prelu(x, tf.fill(x.shape[1:], tf.constant(0.3, x.dtype))),
+    ),
+}
+NAMES = sorted(LAYERS)
+
+
+def sample(shape=(6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, size=shape).astype("float32")
+    return np.where(np.abs(x) < 0.05, 0.5, x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+class TestEveryLayer:
+    def test_output_equals_function(self, name):
+        make, fn = LAYERS[name]
+        x = sample()
+        np.testing.assert_allclose(make()(x).numpy(), fn(tf.constant(x)).numpy(), rtol=1e-6, atol=1e-7)
+
+    def test_input_grad_is_the_functions_grad(self, name):
+        make, fn = LAYERS[name]
+        layer = make()
+        x = tf.constant(sample(seed=1))
+        up = tf.constant(np.random.default_rng(2).normal(size=x.shape).astype("float32"))
+        _, (g_layer,) = grads(layer, x, upstream=up)
+        _, (g_fn,) = grads(fn, x, upstream=up)
+        np.testing.assert_allclose(g_layer.numpy(), g_fn.numpy(), rtol=1e-6, atol=1e-7)
+
+    def test_layer_graph_holds_custom_gradient(self, name):
+        make, _ = LAYERS[name]
+        layer = make()
+        layer.build((None, 5))
+        assert custom_gradient_ops(layer, tf.TensorSpec([6, 5], tf.float32))
+
+    def test_get_config_from_config_round_trip(self, name):
+        make, _ = LAYERS[name]
+        layer = make()
+        layer.build((None, 5))
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        assert clone.get_config() == config
+        x = sample(seed=3)
+        clone.build((None, 5))
+        if name == "PReLU":
+            clone.set_weights(layer.get_weights())
+        np.testing.assert_allclose(clone(x).numpy(), layer(x).numpy(), rtol=1e-7)
+
+    def test_serialize_names_our_package(self, name):
+        make, _ = LAYERS[name]
+        config = keras.saving.serialize_keras_object(make())
+        assert config["registered_name"] == f"keras_afl>{name}"
+
+    def test_sequential_with_layer_trains(self, name):
+        make, _ = LAYERS[name]
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(256, 4)).astype("float32")
+        y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16), make(), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.Adam(0.02), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        hist = model.fit(x, y, epochs=10, batch_size=64, verbose=0)
+        assert hist.history["loss"][-1] < 0.8 * hist.history["loss"][0]
+
+    @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+    def test_mixed_precision_computes_in_compute_dtype(self, name, policy):
+        make, _ = LAYERS[name]
+        keras.mixed_precision.set_dtype_policy(policy)
+        try:
+            layer = make()
+            y = layer(sample())
+            assert y.dtype.name == policy.split("_")[1]
+            for w in layer.weights:
+                assert w.dtype == "float32"
+        finally:
+            keras.mixed_precision.set_dtype_policy("float32")
+
+
+class TestPReLU:
+    def test_alpha_starts_at_quarter_as_he_et_al(self):
+        layer = L.PReLU()
+        layer.build((None, 3, 4))
+        np.testing.assert_array_equal(layer.alpha.numpy(), np.full((3, 4), 0.25, "float32"))
+
+    def test_shared_axes_give_one_alpha_per_channel(self):
+        layer = L.PReLU(shared_axes=[1, 2])
+        layer.build((None, 8, 8, 3))
+        assert tuple(layer.alpha.shape) == (1, 1, 3)
+
+    def test_alpha_grad_in_model_matches_hand_formula(self):
+        layer = L.PReLU(shared_axes=[1])
+        x = tf.constant(sample((4, 3, 5), seed=4))
+        layer.build(x.shape)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        (ga,) = tape.gradient(loss, [layer.alpha])
+        # d/dalpha of sum(prelu) = sum of min(x, 0) over the shared (and batch) axes.
+        expected = np.minimum(x.numpy(), 0).sum(axis=(0, 1)).reshape(1, 5)
+        np.testing.assert_allclose(ga.numpy(), expected, rtol=1e-5)
+
+    def test_regularizer_and_constraint_are_applied_and_kept(self):
+        layer = L.PReLU(alpha_regularizer=keras.regularizers.L2(0.1),
+                        alpha_constraint=keras.constraints.NonNeg(), shared_axes=1)
+        layer(sample((2, 3, 4)))
+        assert float(sum(layer.losses)) == pytest.approx(0.1 * 4 * 0.25 ** 2, rel=1e-6)
+        config = layer.get_config()
+        assert config["shared_axes"] == [1]
+        clone = L.PReLU.from_config(config)
+        assert isinstance(clone.alpha_constraint, keras.constraints.NonNeg)
+        assert isinstance(clone.alpha_regularizer, keras.regularizers.L2)
+
+    def test_shared_axes_out_of_range_raises(self):
+        with pytest.raises(ValueError, match=r"`shared_axes`=\[3\] is out of range for inputs of rank 3"):
+            L.PReLU(shared_axes=[3]).build((None, 4, 5))
+
+    def test_unknown_dim_without_sharing_raises(self):
+        with pytest.raises(ValueError, match="add 1 to `shared_axes`"):
+            L.PReLU().build((None, None, 5))
+
+
+class TestSoftmaxMask:
+    def test_mask_matches_keras_softmax(self):
+        x = sample((3, 6), seed=5)
+        mask = np.random.default_rng(6).random((3, 6)) > 0.3
+        mask[:, 0] = True
+        ours = L.Softmax()(x, mask=mask).numpy()
+        theirs = keras.layers.Softmax()(x, mask=mask).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+        assert np.all(ours[~mask] == 0.0)
+        np.testing.assert_allclose(ours.sum(axis=-1), 1.0, rtol=1e-6)
+
+    def test_masked_positions_get_no_grad(self):
+        x = tf.constant(sample((2, 4), seed=7))
+        mask = tf.constant([[True, True, False, True], [True, False, False, True]])
+        up = tf.constant(np.random.default_rng(8).normal(size=(2, 4)).astype("float32"))
+        _, (g,) = grads(lambda t: L.Softmax()(t, mask=mask), x, upstream=up)
+        assert np.all(g.numpy()[~mask.numpy()] == 0.0)
+
+    def test_tuple_axis_config_round_trip(self):
+        layer = L.Softmax(axis=(1, 2))
+        assert L.Softmax.from_config(layer.get_config()).axis == (1, 2)
+
+
+class TestLogitsFromLayers:
+    def test_keras_bce_after_sigmoid_layer_is_exact(self):
+        # label 0, logit 20: BCE = softplus(20) ~= 20 (Keras's clipped path would give 15.94).
+        y = L.Sigmoid()(np.array([[20.0]], "float32"))
+        assert float(keras.losses.BinaryCrossentropy()(np.zeros((1, 1)), y)) == pytest.approx(20.0, rel=1e-6)
+
+    def test_keras_bce_after_sigmoid_layer_in_fit_has_live_grad(self):
+        # A model whose sigmoid saturates still trains through the logits path.
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="ones",
+                                                                         bias_initializer=keras.initializers.Constant(30.0)),
+                                  L.Sigmoid()])
+        model.compile(keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+        x, y = np.zeros((8, 1), "float32"), np.zeros((8, 1), "float32")
+        before = float(model.layers[0].bias.numpy()[0])
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        after = float(model.layers[0].bias.numpy()[0])
+        assert before - after == pytest.approx(0.1, rel=1e-3)  # gradient sigma(30) - 0 ~= 1
+
+
+class TestBadSettings:
+    def test_leaky_slope_type(self):
+        with pytest.raises(TypeError, match=r"`negative_slope` must be a real number; received 'x'"):
+            L.LeakyReLU(negative_slope="x")
+
+    def test_elu_alpha_range(self):
+        with pytest.raises(ValueError, match=r"`alpha`.*received -0.5"):
+            L.ELU(alpha=-0.5)
+
+    def test_softmax_axis_type(self):
+        with pytest.raises(TypeError, match=r"`axis` must be an int or a tuple of ints; received 1.5"):
+            L.Softmax(axis=1.5)
+
+
+def test_every_layer_class_is_tested_here():
+    assert set(L.__all__) == set(LAYERS)

@@ -1,0 +1,119 @@
+"""Saved-model round trips, each reloaded in a fresh Python process."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_afl
+from tests._checks import run_python
+
+pytestmark = pytest.mark.slow
+
+
+def build_model():
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(16, activation="afl_elu")(inputs)          # string activation
+    h = keras_afl.layers.LeakyReLU(negative_slope=0.2)(keras.layers.Dense(16)(h))
+    h = keras_afl.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1))(keras.layers.Dense(16)(h))
+    h = keras_afl.layers.ELU(alpha=0.5)(h)
+    logits = keras.layers.Dense(3)(h)
+    outputs = keras_afl.layers.Softmax(axis=-1)(logits)
+    return keras.Model(inputs, outputs)
+
+
+def data(n=128, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[(x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)]
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    out = tmp_path_factory.mktemp("saved")
+    model = build_model()
+    model.compile(keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    x, y = data()
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    np.save(out / "x.npy", x)
+    np.save(out / "y.npy", y)
+    np.save(out / "pred.npy", model.predict(x, verbose=0))
+    return model, out
+
+
+def test_keras_file_reloads_with_settings_predictions_and_optimizer_state(trained):
+    model, out = trained
+    path = str(out / "model.keras")
+    model.save(path)
+    # Continue training here for one epoch (no shuffling) ...
+    x, y = np.load(out / "x.npy"), np.load(out / "y.npy")
+    model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    np.save(out / "weights_after.npy", np.concatenate([w.ravel() for w in model.get_weights()]))
+    configs = {l.name: l.get_config() for l in model.layers if type(l).__module__.startswith("keras_afl")}
+    (out / "configs.json").write_text(json.dumps(configs, default=str))
+    # ... and in a fresh process that only imports keras_afl: same predictions,
+    # same layer settings, and the same next epoch (optimizer state restored).
+    stdout = run_python(f"""
+        import json, numpy as np, keras, keras_afl
+        out = {str(out)!r}
+        m = keras.models.load_model(out + "/model.keras")
+        x, y = np.load(out + "/x.npy"), np.load(out + "/y.npy")
+        pred_err = float(np.max(np.abs(m.predict(x, verbose=0) - np.load(out + "/pred.npy"))))
+        want = json.load(open(out + "/configs.json"))
+        got = {{l.name: l.get_config() for l in m.layers if type(l).__module__.startswith("keras_afl")}}
+        same_configs = json.dumps(got, default=str, sort_keys=True) == json.dumps(want, default=str, sort_keys=True)
+        iterations = int(m.optimizer.iterations.numpy())
+        m.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+        w = np.concatenate([v.ravel() for v in m.get_weights()])
+        w_err = float(np.max(np.abs(w - np.load(out + "/weights_after.npy"))))
+        print(json.dumps(dict(pred_err=pred_err, same_configs=same_configs, iterations=iterations,
+                              w_err=w_err, n_afl=len(got), activation=m.layers[1].get_config()["activation"])))
+    """)
+    r = json.loads(stdout.strip().splitlines()[-1])
+    assert r["pred_err"] < 1e-6
+    assert r["same_configs"] and r["n_afl"] == 4
+    assert r["iterations"] == 8  # 2 epochs x 4 batches were done before saving
+    assert r["w_err"] < 1e-5
+    assert "keras_afl>elu" in json.dumps(r["activation"])
+
+
+def test_weights_h5_load_into_rebuilt_model(trained):
+    model, out = trained
+    path = str(out / "model.weights.h5")
+    model.save_weights(path)
+    np.save(out / "pred_h5.npy", model.predict(np.load(out / "x.npy"), verbose=0))
+    stdout = run_python(f"""
+        import numpy as np, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r} + "/..")
+        from tests.test_saving import build_model
+        m = build_model()
+        m.load_weights({path!r})
+        out = {str(out)!r}
+        print(float(np.max(np.abs(m.predict(np.load(out + "/x.npy"), verbose=0) - np.load(out + "/pred_h5.npy")))))
+    """)
+    assert float(stdout.strip().splitlines()[-1]) < 1e-6
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_export_serves_without_importing_keras_afl(trained, batch):
+    model, out = trained
+    path = str(out / "exported")
+    if not os.path.exists(path):
+        model.export(path, verbose=False)
+    x = np.random.default_rng(batch).normal(size=(batch, 6)).astype("float32")
+    np.save(out / f"x{batch}.npy", x)
+    np.save(out / f"p{batch}.npy", model.predict(x, verbose=0))
+    stdout = run_python(f"""
+        import sys, numpy as np, tensorflow as tf
+        served = tf.saved_model.load({path!r})
+        out = {str(out)!r}
+        y = served.serve(np.load(out + "/x{batch}.npy")).numpy()
+        assert "keras_afl" not in sys.modules, "the serving process imported keras_afl"
+        print(y.shape[0], float(np.max(np.abs(y - np.load(out + "/p{batch}.npy")))))
+    """)
+    n, err = stdout.strip().splitlines()[-1].split()
+    assert int(n) == batch and float(err) < 1e-6
