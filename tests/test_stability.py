@@ -1,0 +1,153 @@
+"""Stability sweep and property tests for the activations.
+
+Grid: 0, +-1e-30, +-1, +-20, +-88, +-1e4, +-the dtype's largest finite value,
++-inf and NaN, in float16, bfloat16, float32 and float64.
+
+Documented behaviour at the edges (README, "Edge cases"):
+- finite input -> finite output and gradient wherever the mathematical value is
+  finite in the dtype (selu(max) overflows to inf, as lambda * max does);
+- NaN input -> NaN output;
+- +-inf input -> the limit (relu(-inf) = 0, sigmoid(+-inf) = 1/0, tanh = +-1,
+  elu(-inf) = -alpha, ...), with the limit of the derivative as gradient,
+  except softmax, whose +inf entries give NaN (inf - inf), as tf.nn.softmax;
+  -inf entries (masking) give probability 0 and gradient 0.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from keras_afl import activations as A
+from tests._checks import FLOAT_DTYPES, grads
+
+LAM, ALF = 1.0507009873554805, 1.6732632423543772
+
+ELEMENTWISE = {
+    "relu": A.relu,
+    "leaky_relu": functools.partial(A.leaky_relu, negative_slope=0.1),
+    "prelu": lambda x: A.prelu(x, tf.constant([0.1], x.dtype)),
+    "sigmoid": A.sigmoid,
+    "tanh": A.tanh,
+    "elu": A.elu,
+    "elu_alpha": functools.partial(A.elu, alpha=0.5),
+    "selu": A.selu,
+}
+
+# Limits at -inf and +inf: (value, derivative)
+LIMITS = {
+    "relu": ((0.0, 0.0), (np.inf, 1.0)),
+    "leaky_relu": ((-np.inf, 0.1), (np.inf, 1.0)),
+    "prelu": ((-np.inf, 0.1), (np.inf, 1.0)),
+    "sigmoid": ((0.0, 0.0), (1.0, 0.0)),
+    "tanh": ((-1.0, 0.0), (1.0, 0.0)),
+    "elu": ((-1.0, 0.0), (np.inf, 1.0)),
+    "elu_alpha": ((-0.5, 0.0), (np.inf, 1.0)),
+    "selu": ((-LAM * ALF, 0.0), (np.inf, LAM)),
+}
+
+
+def finite_grid(dtype):
+    big = float(tf.as_dtype(dtype).max)
+    pts = [0.0, 1e-30, 1.0, 20.0, 88.0, 1e4, big]
+    return np.array(sorted({s * p for p in pts for s in (1, -1)}))
+
+
+def to64(t):
+    return tf.cast(t, tf.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+class TestEdgeGrid:
+    def test_finite_inputs_give_finite_grad(self, name, dtype):
+        x = tf.cast(tf.constant(finite_grid(dtype)), dtype)
+        y, (g,) = grads(ELEMENTWISE[name], x)
+        y, g = to64(y), to64(g)
+        xs = to64(x)
+        # The value itself may overflow only where the exact result exceeds the dtype's range.
+        with np.errstate(over="ignore"):
+            exact = {"selu": LAM * xs}.get(name, xs)
+        may_overflow = np.abs(exact) > float(tf.as_dtype(dtype).max)
+        assert np.all(np.isfinite(y) | may_overflow), (xs, y)
+        assert np.all(np.isfinite(g)), (xs, g)
+
+    def test_infinities_give_documented_limits_grad(self, name, dtype):
+        x = tf.cast(tf.constant([-np.inf, np.inf]), dtype)
+        y, (g,) = grads(ELEMENTWISE[name], x)
+        (v_lo, d_lo), (v_hi, d_hi) = LIMITS[name]
+        rtol = 1e-2 if dtype in (tf.float16, tf.bfloat16) else 1e-6
+        np.testing.assert_allclose(to64(y), [v_lo, v_hi], rtol=rtol)
+        np.testing.assert_allclose(to64(g), [d_lo, d_hi], rtol=rtol)
+
+    def test_nan_in_gives_nan_out(self, name, dtype):
+        x = tf.cast(tf.constant([np.nan, 1.0]), dtype)
+        y = to64(ELEMENTWISE[name](x))
+        assert np.isnan(y[0]) and np.isfinite(y[1])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+class TestSoftmaxEdges:
+    def test_finite_extremes_grad(self, dtype):
+        big = float(tf.as_dtype(dtype).max)
+        x = tf.cast(tf.constant(np.array([[big, 0.0, -big], [1e4, -1e4, 0.0], [1e-30, 0.0, -1e-30]])), dtype)
+        up = tf.cast(tf.constant([[1.0, -2.0, 0.5]] * 3), dtype)
+        y, (g,) = grads(A.softmax, x, upstream=up)
+        assert np.all(np.isfinite(to64(y))) and np.all(np.isfinite(to64(g)))
+        np.testing.assert_allclose(to64(y)[0], [1, 0, 0])
+
+    def test_minus_inf_masks_grad(self, dtype):
+        x = tf.cast(tf.constant([[-np.inf, 0.0, 0.0]]), dtype)
+        y, (g,) = grads(A.softmax, x, upstream=tf.cast(tf.constant([[3.0, 1.0, -1.0]]), dtype))
+        np.testing.assert_allclose(to64(y), [[0.0, 0.5, 0.5]])
+        # s * (g - <g, s>) with s = (0, .5, .5), g = (3, 1, -1): (0, .5, -.5)
+        np.testing.assert_allclose(to64(g), [[0.0, 0.5, -0.5]])
+
+    def test_plus_inf_gives_nan_as_tensorflow(self, dtype):
+        x = tf.cast(tf.constant([[np.inf, 0.0]]), dtype)
+        assert np.isnan(to64(A.softmax(x))[0, 0])
+        assert np.isnan(to64(tf.nn.softmax(x))[0, 0])
+
+    def test_nan_in_gives_nan_out(self, dtype):
+        x = tf.cast(tf.constant([[np.nan, 0.0]]), dtype)
+        assert np.all(np.isnan(to64(A.softmax(x))))
+
+
+# Property: analytic gradient == autodiff of the plain formula, random finite
+# inputs away from the kink at 0. Tolerances per dtype (relative to the
+# float64 autodiff at the same rounded input): the backward kernels run in the
+# input dtype, so low-precision results differ by a few ulps of that dtype.
+PLAIN = {
+    "relu": lambda x: tf.maximum(x, tf.zeros_like(x)),
+    "leaky_relu": lambda x: tf.where(x > 0, x, 0.1 * x),
+    "prelu": lambda x: tf.where(x > 0, x, 0.1 * x),
+    "sigmoid": lambda x: 1 / (1 + tf.exp(-x)),
+    "tanh": lambda x: 1 - 2 / (tf.exp(2 * x) + 1),
+    "elu": lambda x: tf.where(x > 0, x, tf.exp(tf.minimum(x, 0.0)) - 1),
+    "elu_alpha": lambda x: tf.where(x > 0, x, 0.5 * (tf.exp(tf.minimum(x, 0.0)) - 1)),
+    "selu": lambda x: LAM * tf.where(x > 0, x, ALF * (tf.exp(tf.minimum(x, 0.0)) - 1)),
+    "softmax": lambda x: tf.exp(x - tf.reduce_max(x, -1, keepdims=True))
+    / tf.reduce_sum(tf.exp(x - tf.reduce_max(x, -1, keepdims=True)), -1, keepdims=True),
+}
+FUNCS = {**ELEMENTWISE, "softmax": A.softmax}
+PROPERTY_TOL = {tf.float16: 4e-3, tf.bfloat16: 3e-2, tf.float32: 1e-5, tf.float64: 1e-12}
+
+away_from_kink = st.floats(-30, 30, allow_nan=False).filter(lambda v: abs(v) > 1e-2)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("name", sorted(FUNCS))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=hnp.arrays(np.float64, (3, 4), elements=away_from_kink),
+       up=hnp.arrays(np.float64, (3, 4), elements=st.floats(-2, 2)))
+def test_property_grad_equals_autodiff_of_plain_formula(name, dtype, x, up):
+    xd = tf.cast(tf.constant(x), dtype)
+    _, (g,) = grads(FUNCS[name], xd, upstream=tf.cast(up, dtype))
+    _, (g_ref,) = grads(PLAIN[name], tf.cast(xd, tf.float64), upstream=tf.constant(up))
+    tol = PROPERTY_TOL[dtype]
+    scale = np.max(np.abs(up)) + 1e-3
+    np.testing.assert_allclose(to64(g), g_ref.numpy(), rtol=tol, atol=tol * scale)
