@@ -32,7 +32,12 @@ def as_float_tensor(x, name="x"):
             f"received dtype {given.name}. Cast it first, e.g. tf.cast({name}, 'float32')."
         )
     try:
-        t = tf.convert_to_tensor(x, dtype_hint=tf.float32)
+        # Keep the dtype of arrays and tensors (NumPy float64 stays float64);
+        # only dtype-less Python numbers and lists default to float32.
+        if given is not None:
+            t = tf.convert_to_tensor(x, dtype=given)
+        else:
+            t = tf.convert_to_tensor(x, dtype_hint=tf.float32)
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"`{name}` must be convertible to a floating-point tensor; received "

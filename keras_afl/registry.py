@@ -20,7 +20,7 @@ import threading
 
 import keras
 
-from keras_afl import activations
+from keras_afl import activations, losses
 
 __all__ = ["Entry", "get", "entry", "names", "entries", "install", "use_as_builtins"]
 
@@ -134,8 +134,109 @@ _ACTIVATIONS = (
     ),
 )
 
-# Loss entries are appended by keras_afl.losses' table below (kept here, in one place).
-_LOSSES: tuple = ()
+_LOSSES = (
+    Entry(
+        "afl_mse", "loss", losses.MeanSquaredError, aliases=("afl_mean_squared_error",),
+        keras_names=("mse", "mean_squared_error", "MSE", "MeanSquaredError"),
+        formula="mean((y_pred - y_true)^2)", derivative="2 (y_pred - y_true) / N",
+        output_range="[0, inf)",
+        properties=("heavily penalises large errors", "differentiable everywhere", "non-negative",
+                    "convex", "sensitive to outliers"),
+        uses=("regression", "when outliers are rare or meaningful",
+              "when large errors should be heavily penalised", "signal processing"),
+        pairings=("linear output layer",),
+    ),
+    Entry(
+        "afl_bce", "loss", losses.BinaryCrossentropy, aliases=("afl_binary_crossentropy",),
+        keras_names=("binary_crossentropy", "bce", "BCE", "BinaryCrossentropy"),
+        formula="mean(-[w y log p + (1 - y) log(1 - p)]),  p = sigmoid(z)",
+        derivative="logits: ((1 + (w - 1) y) sigmoid(z) - w y) / N  (w = pos_weight)",
+        output_range="[0, inf)",
+        properties=("bounded below by 0, unbounded above",
+                    "stronger gradients than MSE for probabilities",
+                    "works well with probabilistic predictions", "natural pairing with sigmoid"),
+        uses=("binary classification", "GANs", "anomaly detection",
+              "multi-label classification (per label)"),
+        pairings=("afl_sigmoid output (fused gradient sigmoid(z) - y)",),
+    ),
+    Entry(
+        "afl_cce", "loss", losses.CategoricalCrossentropy, aliases=("afl_categorical_crossentropy",),
+        keras_names=("categorical_crossentropy", "CategoricalCrossentropy"),
+        formula="-sum(y log softmax(z))", derivative="logits: (sum y) softmax(z) - y",
+        output_range="[0, inf)",
+        properties=("measures the divergence between label and predicted distributions",
+                    "natural pairing with softmax"),
+        uses=("single-label multi-class classification",),
+        pairings=("afl_softmax output (fused gradient softmax(z) - y)",),
+    ),
+    Entry(
+        "afl_sparse_categorical_crossentropy", "loss", losses.SparseCategoricalCrossentropy,
+        keras_names=("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
+        formula="logsumexp(z) - z_t  (t = integer class id)",
+        derivative="logits: softmax(z) - onehot(t)",
+        output_range="[0, inf)",
+        properties=("categorical cross-entropy without one-hot labels", "can ignore a void class"),
+        uses=("multi-class classification with integer labels", "semantic segmentation"),
+        pairings=("afl_softmax output (fused gradient softmax(z) - onehot(t))",),
+    ),
+    Entry(
+        "focal", "loss", losses.FocalLoss, aliases=("binary_focal", "afl_focal"),
+        keras_names=("binary_focal_crossentropy", "BinaryFocalCrossentropy"),
+        formula="mean(alpha_t (1 - p_t)^gamma CE)",
+        derivative="logits: alpha_t (1 - p_t)^gamma [(p - y) - gamma (2y - 1) (p q / (1 - p_t)) CE] / N",
+        output_range="[0, inf)",
+        properties=("reduces the impact of easy examples", "handles class imbalance",
+                    "tunable focus on hard examples via gamma",
+                    "generalises cross-entropy (gamma = 0, alpha = None)"),
+        uses=("object detection", "highly imbalanced data sets", "dense prediction",
+              "medical image segmentation"),
+        pairings=("afl_sigmoid output (multi-label)",),
+    ),
+    Entry(
+        "categorical_focal", "loss", losses.CategoricalFocalLoss, aliases=("afl_categorical_focal",),
+        keras_names=("categorical_focal_crossentropy", "CategoricalFocalCrossentropy"),
+        formula="-sum(alpha y (1 - p)^gamma log p),  p = softmax(z)",
+        derivative="logits: p sum(w) - w,  w = alpha y (1 - p)^gamma (1 - gamma p log p / (1 - p))",
+        output_range="[0, inf)",
+        properties=("reduces the impact of easy examples", "handles class imbalance",
+                    "generalises categorical cross-entropy (gamma = 0, alpha = None)"),
+        uses=("imbalanced multi-class classification", "dense prediction"),
+        pairings=("afl_softmax output",),
+    ),
+    Entry(
+        "sparse_categorical_focal", "loss", losses.SparseCategoricalFocalLoss,
+        aliases=("afl_sparse_categorical_focal",),
+        formula="-alpha_t (1 - p_t)^gamma log p_t  (t = integer class id)",
+        derivative=("logits: alpha_t (1 - p_t)^gamma (1 - gamma p_t log p_t / (1 - p_t)) "
+                    "(softmax(z) - onehot(t))"),
+        output_range="[0, inf)",
+        properties=("categorical focal loss without one-hot labels", "can ignore a void class"),
+        uses=("imbalanced multi-class classification with integer labels", "semantic segmentation"),
+        pairings=("afl_softmax output",),
+    ),
+    Entry(
+        "afl_huber", "loss", losses.Huber, keras_names=("huber", "Huber"),
+        formula="mean(0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)),  e = y_pred - y_true",
+        derivative="clip(e, -delta, delta) / N",
+        output_range="[0, inf)",
+        properties=("combines MSE and MAE", "robust to outliers", "differentiable everywhere",
+                    "sensitivity adjustable via delta"),
+        uses=("regression with outliers", "robust optimisation", "reinforcement learning",
+              "time series prediction"),
+        pairings=("linear output layer",),
+    ),
+    Entry(
+        "afl_hinge", "loss", losses.Hinge, keras_names=("hinge", "Hinge"),
+        formula="mean(max(0, 1 - t y_pred)),  t in {-1, 1}",
+        derivative="-t / N if t y_pred <= 1 else 0  (-t / N at the hinge point)",
+        output_range="[0, inf)",
+        properties=("maximum-margin classification", "non-differentiable at the hinge point",
+                    "sparse gradients", "focuses on margin violations"),
+        uses=("support vector machines", "maximum-margin classifiers", "structured prediction",
+              "online learning"),
+        pairings=("linear output layer (raw scores, labels -1/1 or 0/1)",),
+    ),
+)
 
 _lock = threading.RLock()
 

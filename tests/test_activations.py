@@ -231,6 +231,9 @@ class TestBadInput:
     def test_python_list_is_float32(self):
         assert A.relu([1, 2]).dtype == tf.float32
 
+    def test_numpy_float64_stays_float64(self):
+        assert A.relu(np.array([1.0, -2.0])).dtype == tf.float64
+
     @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.1", None])
     def test_bad_negative_slope(self, bad):
         with pytest.raises((ValueError, TypeError), match="negative_slope"):

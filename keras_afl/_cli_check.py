@@ -1,0 +1,405 @@
+"""`keras-afl check [NAME...] [--dtype ...]`: gradient checks on the user's own machine.
+
+For every function and dtype, at random points kept away from kinks:
+
+* the analytic gradient -- the function's custom gradient, computed in the
+  dtype on TensorFlow's default device (the GPU, if one is visible) -- as a
+  vector-Jacobian product with a random upstream gradient;
+* against central differences of the same function in float64
+  (`tf.test.compute_gradient`, step 1e-6) at the same (dtype-rounded) points;
+* against autodiff of a plain reference formula in float64 (`REFERENCES`
+  below: written independently of keras_afl, differentiated by TensorFlow);
+* and whether values and gradients stay finite at extreme inputs in the dtype.
+
+The error is max |analytic - reference| / (1 + |reference|), element-wise; the
+tolerances are per dtype (`TOLERANCES`). Exit code 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from keras_afl._cli_common import CLIError, format_table
+
+LAM, ALF = 1.0507009873554805, 1.6732632423543772
+
+# dtype -> (tolerance vs central differences, tolerance vs autodiff of the plain formula)
+TOLERANCES = {
+    "float64": (1e-6, 1e-10),   # central differences with step 1e-6: ~1e-10 typical
+    "float32": (1e-5, 1e-5),    # ~100 float32 ulps (eps 1.2e-7)
+    "float16": (5e-3, 5e-3),    # ~5 float16 ulps (eps 9.8e-4)
+    "bfloat16": (4e-2, 4e-2),   # ~5 bfloat16 ulps (eps 7.8e-3)
+}
+
+
+@dataclasses.dataclass
+class Case:
+    """One function to check.
+
+    `fn(const, *inputs)` is keras_afl's function, `ref(const, *inputs)` the plain
+    formula; `inputs` are differentiated, `const` (labels) is not.
+    `sample(rng)` gives (const, inputs) in float64 away from kinks;
+    `extremes(dtype)` gives a list of (const, inputs) whose values and
+    gradients must stay finite.
+    """
+
+    name: str
+    fn: object
+    ref: object
+    sample: object
+    extremes: object
+
+
+# --------------------------------------------------------------------------- references
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _away(x, points, margin=0.05):
+    """Moves entries of `x` within `margin` of any kink in `points` by 2 * margin."""
+    for p in points:
+        x = np.where(np.abs(x - p) < margin, x + 2 * margin, x)
+    return x
+
+
+def _act_sample(shape=(4, 5), kinks=(0.0,)):
+    def sample(rng):
+        return None, [_away(rng.uniform(-4, 4, size=shape), kinks)]
+    return sample
+
+
+def _act_extremes(dtype):
+    big = [1e4, 100.0, 20.0]
+    return [(None, [np.array([[-b for b in big] + [0.0] + big] * 2)])]
+
+
+def _activation_cases():
+    from keras_afl import activations as A
+
+    tf = _tf()
+    relu_ref = lambda c, x: tf.maximum(x, tf.zeros_like(x))  # noqa: E731
+    exp_neg = lambda x: tf.exp(tf.minimum(x, tf.zeros_like(x))) - 1  # noqa: E731
+    alpha = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    return {
+        "afl_relu": Case("afl_relu", lambda c, x: A.relu(x), relu_ref, _act_sample(),
+                         _act_extremes),
+        "afl_leaky_relu": Case(
+            "afl_leaky_relu", lambda c, x: A.leaky_relu(x, negative_slope=0.2),
+            lambda c, x: tf.where(x > 0, x, 0.2 * x), _act_sample(), _act_extremes),
+        "afl_sigmoid": Case("afl_sigmoid", lambda c, x: A.sigmoid(x),
+                            lambda c, x: 1 / (1 + tf.exp(-x)), _act_sample(kinks=()), _act_extremes),
+        "afl_tanh": Case("afl_tanh", lambda c, x: A.tanh(x),
+                         lambda c, x: (tf.exp(x) - tf.exp(-x)) / (tf.exp(x) + tf.exp(-x)),
+                         _act_sample(kinks=()), _act_extremes),
+        "afl_softmax": Case("afl_softmax", lambda c, x: A.softmax(x),
+                            lambda c, x: tf.exp(x) / tf.reduce_sum(tf.exp(x), -1, keepdims=True),
+                            _act_sample(kinks=()), _act_extremes),
+        "afl_elu": Case("afl_elu", lambda c, x: A.elu(x),
+                        lambda c, x: tf.where(x > 0, x, exp_neg(x)), _act_sample(),
+                        _act_extremes),
+        "afl_selu": Case("afl_selu", lambda c, x: A.selu(x),
+                         lambda c, x: LAM * tf.where(x > 0, x, ALF * exp_neg(x)), _act_sample(),
+                         _act_extremes),
+        "prelu": Case(
+            "prelu", lambda c, x, a: A.prelu(x, a), lambda c, x, a: tf.where(x > 0, x, a * x),
+            lambda rng: (None, [_away(rng.uniform(-4, 4, size=(4, 5)), (0.0,)), alpha]),
+            lambda dtype: [(None, [_act_extremes(dtype)[0][1][0][:, :5], alpha])]),
+    }
+
+
+# Plain per-sample loss formulas (mean over the last axis, as Keras's losses), written
+# from the definitions, independently of keras_afl.losses. y: labels, p: predictions.
+
+def _bce(y, p):
+    tf = _tf()
+    return -tf.reduce_mean(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p), axis=-1)
+
+
+def _binary_focal(y, p, gamma=2.0, alpha=0.25):
+    tf = _tf()
+    p_t = y * p + (1 - y) * (1 - p)
+    a_t = y * alpha + (1 - y) * (1 - alpha)
+    return tf.reduce_mean(-a_t * (1 - p_t) ** gamma * tf.math.log(p_t), axis=-1)
+
+
+def _cce(y, p):
+    tf = _tf()
+    return -tf.reduce_sum(y * tf.math.log(p), axis=-1)
+
+
+def _categorical_focal(y, p, gamma=2.0, alpha=1.0):
+    tf = _tf()
+    return -tf.reduce_sum(alpha * (1 - p) ** gamma * y * tf.math.log(p), axis=-1)
+
+
+def _huber(y, p, delta=1.0):
+    tf = _tf()
+    e = tf.abs(p - y)
+    return tf.reduce_mean(tf.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta)), axis=-1)
+
+
+def _hinge(y, s):
+    tf = _tf()
+    t = 2 * y - 1  # labels {0, 1} -> {-1, 1}
+    return tf.reduce_mean(tf.maximum(1 - t * s, tf.zeros_like(s)), axis=-1)
+
+
+def _mse(y, p):
+    return _tf().reduce_mean((p - y) ** 2, axis=-1)
+
+
+def _onehot(y, n):
+    return _tf().one_hot(_tf().cast(y, "int32"), n, dtype=_tf().float64)
+
+
+# loss name -> (constructor settings, plain formula ref(y_true, y_pred), input kind)
+# input kinds: "prob" (binary probability), "logit" (binary, from_logits), "score"
+# (hinge), "softmax" (categorical: differentiated w.r.t. logits through tf.nn.softmax),
+# "sparse_softmax", "error" (regression).
+LOSS_REFERENCES = {
+    "afl_mse": ({}, _mse, "error"),
+    "afl_huber": ({}, _huber, "error"),
+    "afl_bce": ({}, _bce, "prob"),
+    "focal": ({}, _binary_focal, "prob"),
+    "afl_hinge": ({}, _hinge, "score"),
+    "afl_cce": ({}, _cce, "softmax"),
+    "categorical_focal": ({}, _categorical_focal, "softmax"),
+    "afl_sparse_categorical_crossentropy": ({}, _cce, "sparse_softmax"),
+    "sparse_categorical_focal": ({}, _categorical_focal, "sparse_softmax"),
+}
+# extra settings checked under their own row names
+LOSS_VARIANTS = {
+    "focal(from_logits)": ("focal", {"from_logits": True},
+                           lambda y, z: _binary_focal(y, _tf().sigmoid(z)), "logit"),
+    "focal(gamma=0.5)": ("focal", {"gamma": 0.5},
+                         lambda y, p: _binary_focal(y, p, gamma=0.5), "prob"),
+    "afl_bce(from_logits)": ("afl_bce", {"from_logits": True},
+                             lambda y, z: _bce(y, _tf().sigmoid(z)), "logit"),
+    "afl_huber(delta=0.5)": ("afl_huber", {"delta": 0.5},
+                             lambda y, p: _huber(y, p, delta=0.5), "error"),
+}
+_CLASSES = 4
+
+
+def _loss_case(name, cls, settings, ref, kind):
+    tf = _tf()
+    loss = cls(**settings)
+    n = 6
+
+    def our(c, x):
+        if kind in ("softmax", "sparse_softmax"):
+            x = tf.nn.softmax(x)
+        return loss.call(c, x)
+
+    def plain(c, x):
+        y = c
+        if kind == "sparse_softmax":
+            y = tf.cast(_onehot(c, _CLASSES), x.dtype)
+        if kind in ("softmax", "sparse_softmax"):
+            x = tf.nn.softmax(x)
+        return ref(y, x)
+
+    def sample(rng):
+        if kind in ("softmax", "sparse_softmax"):
+            labels = rng.integers(0, _CLASSES, size=n)
+            c = labels if kind == "sparse_softmax" else np.eye(_CLASSES)[labels]
+            return c, [rng.uniform(-3, 3, size=(n, _CLASSES))]
+        if kind == "error":
+            y = rng.normal(size=(n, 1))
+            e = _away(rng.uniform(-3, 3, size=(n, 1)), (-1, -0.5, 0.5, 1, 0))
+            return y, [y + e]
+        y = rng.integers(0, 2, size=(n, 1)).astype(np.float64)
+        if kind == "prob":
+            return y, [rng.uniform(0.05, 0.95, size=(n, 1))]
+        if kind == "logit":
+            return y, [rng.uniform(-4, 4, size=(n, 1))]
+        s = rng.uniform(-3, 3, size=(n, 1))  # hinge: kink where t * s = 1
+        return y, [_away(s, (1.0, -1.0))]
+
+    def extremes(dtype):
+        # Extreme, yet with a true gradient the dtype can hold: in float16 (largest
+        # value 65504) 1/p overflows for p < 1.5e-5, and a softmax of logits +-10
+        # underflows, so float16 gets milder extremes.
+        half = dtype == "float16"
+        big = 100.0 if half else 1e4
+        if kind in ("softmax", "sparse_softmax"):
+            s = 4.0 if half else big
+            z = np.array([[s, -s, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [-s, s, 1.0, 2.0]])
+            labels = np.array([0, 0, 0])
+            return [(labels if kind == "sparse_softmax" else np.eye(_CLASSES)[labels], [z])]
+        if kind == "error":
+            return [(np.zeros((4, 1)), [np.array([[-big], [0.0], [1e-3], [big]])])]
+        if kind == "prob":
+            edge = [1e-3, 0.5, 0.999] if half else [0.0, 1e-7, 0.5, 1 - 1e-7, 1.0]
+        else:
+            edge = [-big, -20.0, 0.0, 20.0, big]
+        p = np.array([[v] for v in edge] * 2)
+        y = np.array([[1.0]] * len(edge) + [[0.0]] * len(edge))
+        return [(y, [p])]
+
+    return Case(name, our, plain, sample, extremes)
+
+
+def _loss_cases():
+    import keras_afl
+
+    out = {}
+    for e in keras_afl.entries("loss"):
+        if e.name in LOSS_REFERENCES:
+            settings, ref, kind = LOSS_REFERENCES[e.name]
+            out[e.name] = _loss_case(e.name, e.obj, settings, ref, kind)
+        else:
+            out[e.name] = None  # reported as "no reference formula" (a failure)
+    for label, (base, settings, ref, kind) in LOSS_VARIANTS.items():
+        if base in out and out[base] is not None:
+            out[label] = _loss_case(label, keras_afl.entry(base).obj, settings, ref, kind)
+    return out
+
+
+def all_cases():
+    """{name: Case or None} for every registered activation and loss (and prelu)."""
+    return {**_activation_cases(), **_loss_cases()}
+
+
+# --------------------------------------------------------------------------- checking
+
+def _vjp(f, const, inputs, upstream):
+    """Gradient of sum(upstream * f(const, *inputs)) w.r.t. each input (numpy float64)."""
+    tf = _tf()
+    with tf.GradientTape() as tape:
+        for v in inputs:
+            tape.watch(v)
+        y = f(const, *inputs)
+        total = tf.reduce_sum(tf.cast(upstream, y.dtype) * tf.reshape(y, upstream.shape))
+    return y, [np.asarray(tf.cast(g, tf.float64)) if g is not None else None
+               for g in tape.gradient(total, inputs)]
+
+
+def _err(a, ref):
+    a = np.asarray(a, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if a.shape != ref.shape:
+        return math.inf
+    return float(np.max(np.abs(a - ref) / (1 + np.abs(ref)))) if a.size else 0.0
+
+
+def _to(value, dtype, tf):
+    if value is None:
+        return None
+    v = np.asarray(value)
+    if v.dtype.kind in "iu":
+        return tf.constant(v, tf.int32)
+    return tf.constant(v, tf.float64) if dtype is None else tf.cast(tf.constant(v, tf.float64), dtype)
+
+
+def check_case(case, dtype, seed=0):
+    """{"numeric", "autodiff", "finite", "ok", "note"} for one case in one dtype."""
+    tf = _tf()
+    rng = np.random.default_rng(seed)
+    const64, inputs64 = case.sample(rng)
+    dt = tf.as_dtype(dtype)
+    const_d = _to(const64, dt, tf)
+    inputs_d = [_to(v, dt, tf) for v in inputs64]
+    # the same points, rounded to the dtype, in float64
+    inputs_r = [tf.cast(v, tf.float64) for v in inputs_d]
+    const_r = _to(const64, None, tf)
+
+    y_d = case.fn(const_d, *inputs_d)
+    upstream = rng.normal(size=tuple(y_d.shape))
+    _, analytic = _vjp(case.fn, const_d, inputs_d, upstream)
+    _, plain = _vjp(case.ref, const_r, inputs_r, upstream)
+
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda *xs: case.fn(const_r, *xs), inputs_r, delta=1e-6)
+    u = upstream.reshape(-1)
+    numeric = [(u @ np.asarray(j)).reshape(tuple(v.shape)) for j, v in zip(numerical, inputs_r)]
+
+    err_num = max(_err(a, n) for a, n in zip(analytic, numeric))
+    err_auto = max(_err(a, p) for a, p in zip(analytic, plain))
+
+    finite = True
+    for c, xs in case.extremes(dtype):
+        c_d = _to(c, dt, tf)
+        xs_d = [_to(v, dt, tf) for v in xs]
+        y, gs = _vjp(case.fn, c_d, xs_d, np.ones(tuple(case.fn(c_d, *xs_d).shape)))
+        finite &= bool(np.all(np.isfinite(np.asarray(tf.cast(y, tf.float64)))))
+        finite &= all(g is not None and bool(np.all(np.isfinite(g))) for g in gs)
+
+    tol_num, tol_auto = TOLERANCES[dtype]
+    ok = err_num <= tol_num and err_auto <= tol_auto and finite
+    return {"numeric": err_num, "autodiff": err_auto, "finite": finite, "ok": ok,
+            "tol_numeric": tol_num, "tol_autodiff": tol_auto}
+
+
+def _device():
+    tf = _tf()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return f"{gpus[0].name} (TensorFlow's default device; {len(gpus)} GPU(s) visible)"
+    return "CPU (no GPU visible to TensorFlow)"
+
+
+def select(names):
+    """The cases for NAMEs (canonical names, aliases or check row names); all if empty."""
+    import keras_afl
+
+    cases = all_cases()
+    if not names:
+        return cases
+    out = {}
+    for n in names:
+        if n in cases:
+            canonical = n
+        else:
+            try:
+                canonical = keras_afl.entry(n).name
+            except ValueError as e:
+                extra = ", ".join(k for k in cases if k not in keras_afl.names())
+                raise CLIError(f"{e} Also checkable: {extra}.") from None
+        out[canonical] = cases.get(canonical)
+        out.update({k: v for k, v in cases.items() if k.startswith(canonical + "(")})
+    return out
+
+
+def run(names, *, dtypes, seed=0):
+    import keras_afl  # noqa: F401
+
+    cases = select(names)
+    print(f"keras-afl check: {len(cases)} function(s) x {', '.join(dtypes)} on {_device()}")
+    rows, failures = [], []
+    t0 = time.perf_counter()
+    for name, case in cases.items():
+        for dtype in dtypes:
+            if case is None:
+                rows.append((name, dtype, None, None, None, None, "-", "FAIL: no reference"))
+                failures.append(f"{name}: no plain reference formula in keras_afl/_cli_check.py")
+                continue
+            try:
+                r = check_case(case, dtype, seed)
+            except Exception as e:  # a crash in a function under test is a failure, reported
+                rows.append((name, dtype, None, None, None, None, "-", "FAIL: error"))
+                failures.append(f"{name} [{dtype}]: {type(e).__name__}: {e}")
+                continue
+            status = "ok" if r["ok"] else "FAIL"
+            rows.append((name, dtype, r["numeric"], f"{r['tol_numeric']:.0e}", r["autodiff"],
+                         f"{r['tol_autodiff']:.0e}", "yes" if r["finite"] else "NO", status))
+            if not r["ok"]:
+                failures.append(f"{name} [{dtype}]: numeric {r['numeric']:.2e}, autodiff "
+                                f"{r['autodiff']:.2e}, finite at extremes: {r['finite']}")
+    print(format_table(("function", "dtype", "vs numeric", "tol", "vs autodiff", "tol",
+                        "finite", "result"), rows, floatfmt="{:.1e}"))
+    print("\nerror = max |analytic - reference| / (1 + |reference|); numeric = central differences "
+          "in float64,\nautodiff = TensorFlow's gradient of a plain formula in float64; finite = "
+          "values and gradients\nat extreme inputs. "
+          f"{len(rows) - len(failures)}/{len(rows)} passed in {time.perf_counter() - t0:.1f} s.")
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        return 1
+    return 0

@@ -1,0 +1,121 @@
+"""Pieces shared by the `keras-afl` commands: errors, optional imports, tables, versions.
+
+Nothing here imports TensorFlow, YAML, matplotlib or scikit-learn at module
+level: `keras-afl --help` and `keras-afl list` must work without the `cli`
+extra, so each command imports what it needs through `require()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import platform
+import sys
+
+CLI_EXTRA = 'pip install "keras-afl[cli]"'
+
+# module -> the distribution that provides it (for the error message)
+_DISTRIBUTIONS = {"yaml": "pyyaml", "matplotlib": "matplotlib", "sklearn": "scikit-learn"}
+
+
+class CLIError(Exception):
+    """An error the command reports as one message, without a traceback.
+
+    `exit_code` is 2 for usage, configuration and installation problems and 1
+    for a check or step that ran and failed.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(CLIError):
+    """A problem in a config file, reported as `FILE: KEY: message`."""
+
+    def __init__(self, file, key, message):
+        self.file, self.key, self.message = file, key, message
+        where = f"{file}: {key}: " if key else f"{file}: "
+        super().__init__(where + message)
+
+
+class MissingExtraError(CLIError):
+    """A command needs a package of the `cli` extra that is not installed."""
+
+
+def require(module, command):
+    """Imports an optional module of the `cli` extra, or raises MissingExtraError naming the fix."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        dist = _DISTRIBUTIONS.get(top, top)
+        raise MissingExtraError(
+            f"`keras-afl {command}` needs {dist}, which is not installed ({e}). "
+            f"Install the command-line extra: {CLI_EXTRA}"
+        ) from None
+
+
+def pyplot(command):
+    """matplotlib.pyplot on the headless Agg backend (no display needed)."""
+    matplotlib = require("matplotlib", command)
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg", force=True)
+    return require("matplotlib.pyplot", command)
+
+
+def closest(name, candidates):
+    """The closest candidate to `name` (difflib), or None."""
+    found = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(name, candidates):
+    """`"; did you mean 'x'?"` for the closest candidate, or `""`."""
+    c = closest(name, candidates)
+    return f"; did you mean {c!r}?" if c else ""
+
+
+def format_table(header, rows, *, floatfmt="{:.4f}"):
+    """Plain-text table with aligned columns (numbers formatted with `floatfmt`)."""
+
+    def cell(v):
+        if isinstance(v, float):
+            return "nan" if v != v else floatfmt.format(v)
+        return "-" if v is None else str(v)
+
+    body = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h))
+              for i, h in enumerate(header)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in body:
+        out.append("  ".join(
+            c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _numeric(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def versions():
+    """Versions of Python and of the libraries a run depends on (those already importable)."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for mod in ("keras_afl", "tensorflow", "keras", "numpy", "sklearn", "matplotlib", "yaml"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = importlib.import_module(mod)
+            except ImportError:
+                continue
+        out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def quiet_tensorflow():
+    """Silences TensorFlow's C++ start-up chatter unless the user chose a log level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

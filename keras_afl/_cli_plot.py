@@ -1,0 +1,181 @@
+"""`keras-afl plot NAME...`: functions and their analytic derivatives, to PNG.
+
+Derivatives are taken with `tf.GradientTape`, i.e. through each function's
+custom gradient -- the plot shows the derivative the network trains with.
+Activations: f(x) and f'(x) (softmax: the first output of softmax([x, 0])).
+Losses: the per-sample loss and d loss / d y_pred against the prediction, for
+label 1 and label 0 (binary losses: y_pred a probability, or a score for hinge
+and `from_logits` losses; categorical losses: y_pred = [1 - p, p]); regression
+losses against the error y_pred - y_true.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from keras_afl._cli_common import CLIError, pyplot
+
+_GROUPS = {"activations": "activation", "losses": "loss"}
+
+
+def resolve(names):
+    """Registry entries for NAMEs (`activations` / `losses` expand to every entry)."""
+    import keras_afl
+
+    out = []
+    for n in names:
+        if n in _GROUPS:
+            group = keras_afl.entries(_GROUPS[n])
+            if not group:
+                raise CLIError(f"no {n} are registered in this version of keras_afl")
+            out.extend(group)
+            continue
+        try:
+            out.append(keras_afl.entry(n))
+        except ValueError as e:
+            raise CLIError(f"{e} (or `activations` / `losses` for all of them)") from None
+    return list(dict.fromkeys(out))
+
+
+def activation_curve(entry, x_range=(-5.0, 5.0), n=801):
+    """(x, f(x), f'(x), label) with f' from the custom gradient via tf.GradientTape."""
+    import tensorflow as tf
+
+    x = tf.constant(np.linspace(*x_range, n), tf.float64)
+    softmax = "axis" in entry.parameters()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        if softmax:
+            y = entry.obj(tf.stack([x, tf.zeros_like(x)], axis=-1))[:, 0]
+        else:
+            y = entry.obj(x)
+    dy = tape.gradient(y, x)
+    label = "softmax([x, 0])[0]" if softmax else f"{entry.name}(x)"
+    return x.numpy(), y.numpy(), dy.numpy(), label
+
+
+def loss_curves(entry, n=801):
+    """{label value: (t, loss(t), dloss/dy_pred(t))}, the x-axis name and the setting described.
+
+    For binary and categorical losses t is the prediction and there are curves
+    for label 1 and 0; for regression losses t is the error and one curve.
+    """
+    import tensorflow as tf
+
+    from keras_afl._cli_config import loss_family
+
+    family = loss_family(entry.name)
+    loss = entry.obj()
+    scores = "hinge" in entry.name or getattr(loss, "from_logits", False)
+    out = {}
+    if family == "regression":
+        t = np.linspace(-3.0, 3.0, n)
+        y_true = tf.zeros((n, 1), tf.float32)
+        pred = tf.constant(t[:, None], tf.float32)
+        out["error"] = _loss_and_grad(loss, y_true, pred, lambda p: p)
+        return out, "error  y_pred - y_true", "y_true = 0, defaults"
+    if scores:
+        t = np.linspace(-3.0, 3.0, n)
+        xlabel = "score  y_pred"
+    else:
+        t = np.linspace(0.002, 0.998, n)
+        xlabel = "predicted probability of class 1"
+    for label in (1, 0):
+        p = tf.constant(t[:, None], tf.float32)
+        if family == "binary":
+            y_true = tf.fill((n, 1), float(label))
+            build = lambda q: q  # noqa: E731
+        elif family == "onehot":
+            y_true = tf.constant(np.eye(2, dtype=np.float32)[np.full(n, label)])
+            build = lambda q: tf.concat([1.0 - q, q], axis=-1)  # noqa: E731
+        else:  # sparse
+            y_true = tf.fill((n,), label)
+            build = lambda q: tf.concat([1.0 - q, q], axis=-1)  # noqa: E731
+        out[f"label {label}"] = _loss_and_grad(loss, y_true, p, build)
+    if family != "binary":
+        note = "y_pred = [1 - p, p], defaults"
+    else:
+        note = "y_pred = score, defaults" if scores else "y_pred = p, defaults"
+    return out, xlabel, note
+
+
+def _loss_and_grad(loss, y_true, p, build):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        values = loss.call(y_true, build(p))  # per-sample values, before reduction
+        values = tf.reshape(values, (-1,))
+    grad = tape.gradient(values, p)
+    t = p.numpy().reshape(-1)
+    return t, values.numpy(), grad.numpy().reshape(-1)
+
+
+def _ylim(*arrays, cap=10.0):
+    """A y-range that shows the curves without letting a 1/p blow-up flatten them."""
+    v = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None
+    lo, hi = max(v.min(), -cap), min(v.max(), cap)
+    pad = 0.06 * max(hi - lo, 1e-3)
+    return lo - pad, hi + pad
+
+
+def plot(entries, path, x_range=(-5.0, 5.0)):
+    plt = pyplot("plot")
+    n = len(entries)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, 3.2 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax, e in zip(axes, entries):
+        if e.kind == "activation":
+            x, y, dy, label = activation_curve(e, x_range)
+            ax.plot(x, y, color="C0", lw=2, label=label)
+            ax.plot(x, dy, color="C3", lw=1.5, ls="--", label="derivative")
+            ax.set_xlabel("x")
+            formula = e.formula if len(e.formula) <= 48 else e.formula[:45] + "..."
+            ax.set_title(f"{e.name}\n{formula}", fontsize=9)
+        else:
+            curves, xlabel, note = loss_curves(e)
+            arrays = []
+            for i, (lab, (t, v, g)) in enumerate(curves.items()):
+                ax.plot(t, v, color=f"C{i}", lw=2, label=f"loss, {lab}")
+                ax.plot(t, g, color=f"C{i}", lw=1.3, ls="--", label=f"d loss/d y_pred, {lab}")
+                arrays += [v, g]
+            lim = _ylim(*arrays)
+            if lim:
+                ax.set_ylim(*lim)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_title(f"{e.name}\n{note}", fontsize=9)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(names, *, output=None, x_range=(-5.0, 5.0)):
+    pyplot("plot")  # the cli extra check comes first
+    import keras_afl  # noqa: F401
+
+    if not x_range[0] < x_range[1]:
+        raise CLIError(f"--range LO HI needs LO < HI; got {x_range[0]:g} {x_range[1]:g}")
+    entries = resolve(names)
+    if output is None:
+        output = f"{names[0]}.png" if len(names) == 1 else "keras_afl_plot.png"
+    if not output.lower().endswith(".png"):
+        raise CLIError(f"-o/--output must be a .png file; got {output!r}")
+    path = plot(entries, output, x_range)
+    print(f"wrote {path} ({', '.join(e.name for e in entries)})")
+    return 0

@@ -1,0 +1,233 @@
+"""`keras-afl train CONFIG.yaml`: an experiment from a config file, without writing Python.
+
+Order of work: read and validate the whole config (`_cli_config`), load and
+split the data, check that the model's output and the losses fit the task --
+all before anything trains -- then, per loss, seed, build, compile, fit with
+Keras's progress bar, evaluate on the held-out split and save the model.
+Writes `summary.json` (config, data, metrics, history, timings, versions) and
+`training_curves.png` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+
+from keras_afl import _cli_config, _cli_data
+from keras_afl._cli_common import ConfigError, format_table, pyplot, require, versions
+
+SMOKE_EPOCHS = 1
+
+_TASK_FAMILIES = {"binary": ("binary",), "multiclass": ("onehot", "sparse"),
+                  "regression": ("regression",)}
+_FAMILY_WORDS = {"binary": "binary", "onehot": "categorical (one-hot)",
+                 "sparse": "sparse categorical", "regression": "regression"}
+_SUGGEST = {"binary": "afl_bce, focal or afl_hinge", "multiclass":
+            "afl_cce, categorical_focal or afl_sparse_categorical_crossentropy",
+            "regression": "afl_mse or afl_huber"}
+
+
+def run(config_path, *, output=None, smoke=False, quiet=False):
+    """Runs the experiment in `config_path`; returns the exit code."""
+    t_start = time.perf_counter()
+    for mod in ("yaml", "matplotlib", "sklearn"):  # say what is missing before any work
+        require(mod, "train")
+    import keras
+
+    import keras_afl  # noqa: F401  (installs the string names the config uses)
+
+    cfg = _cli_config.load(config_path)
+    tr = cfg["training"]
+    data = _cli_data.prepare(cfg, config_path, smoke=smoke,
+                             validation_split=tr["validation_split"])
+    check_fit(cfg, data, config_path)
+    epochs = SMOKE_EPOCHS if smoke else tr["epochs"]
+    out_dir = output or os.path.join("afl_runs", cfg["name"])
+    os.makedirs(out_dir, exist_ok=True)
+    t_data = time.perf_counter() - t_start
+
+    print(f"keras-afl train: {cfg['name']}{'  (smoke run)' if smoke else ''}")
+    if cfg["description"]:
+        print(f"  {cfg['description']}")
+    s = data.summary()
+    print(f"  data: {data.description}; {s['n_train']} train / {s['n_val']} validation / "
+          f"{s['n_test']} test, {s['n_features']} features, task {data.task}")
+
+    runs = []
+    for i, spec in enumerate(tr["losses"], start=1):
+        print(f"\n[{i}/{len(tr['losses'])}] loss {spec['label']}: {epochs} epoch(s), "
+              f"batch {tr['batch_size']}, {tr['optimizer']['name']} "
+              f"lr={tr['optimizer']['learning_rate']:g}")
+        keras.utils.set_random_seed(cfg["seed"])  # same data order and initial weights per loss
+        model = build_model(cfg["model"]["layers"], data, spec, name=_slug(cfg["name"]))
+        model.compile(optimizer=_cli_config.make_optimizer(tr["optimizer"]),
+                      loss=_cli_config.make_loss(spec),
+                      metrics=["mae"] if data.task == "regression" else None)
+        y_train = _cli_data.encode(data, data.y_train, spec["family"])
+        val = None
+        if data.x_val is not None:
+            val = (data.x_val, _cli_data.encode(data, data.y_val, spec["family"]))
+        t0 = time.perf_counter()
+        hist = model.fit(data.x_train, y_train, validation_data=val, epochs=epochs,
+                         batch_size=tr["batch_size"], verbose=0 if quiet else 1)
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = _cli_data.evaluate(data, model.predict(data.x_test, verbose=0), spec)
+        t_eval = time.perf_counter() - t0
+        path = os.path.join(out_dir, f"model_{_slug(spec['label'])}.keras")
+        model.save(path)
+        history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        if not all(math.isfinite(v) for v in history.get("loss", [])):
+            print(f"  warning: the training loss of {spec['label']} is not finite", file=sys.stderr)
+        runs.append({"loss": spec["label"], "loss_spec": spec, "metrics": metrics,
+                     "history": history, "model": path,
+                     "timings_s": {"fit": round(t_fit, 3), "evaluate": round(t_eval, 3)}})
+
+    plot_path = os.path.join(out_dir, "training_curves.png")
+    plot_runs(runs, plot_path, title=f"{cfg['name']}: {data.description}")
+    summary_path = os.path.join(out_dir, "summary.json")
+    summary = {
+        "config_file": os.path.abspath(config_path),
+        "config": cfg,
+        "smoke": smoke,
+        "epochs": epochs,
+        "data": s,
+        "runs": runs,
+        "timings_s": {"data_and_validation": round(t_data, 3),
+                      "total": round(time.perf_counter() - t_start, 3)},
+        "versions": versions(),
+        "outputs": {"plot": plot_path, "summary": summary_path,
+                    "models": [r["model"] for r in runs]},
+    }
+    with open(summary_path, "w", encoding="utf-8") as f:
+        json.dump(_finite(summary), f, indent=2)
+
+    names = list(runs[0]["metrics"])
+    print("\nTest-set metrics (held-out split):")
+    print(format_table(("loss", *names), [(r["loss"], *(r["metrics"][n] for n in names))
+                                          for r in runs]))
+    print(f"\nwrote {summary_path}\n      {plot_path}")
+    for r in runs:
+        print(f"      {r['model']}")
+    return 0
+
+
+def check_fit(cfg, data, file):
+    """The losses suit the task and the output layer has the right number of units."""
+    tr = cfg["training"]
+    single = len(tr["losses"]) == 1  # `compare` needs two or more
+    for i, spec in enumerate(tr["losses"]):
+        if spec["family"] not in _TASK_FAMILIES[data.task]:
+            key = "training.loss" if single else f"training.compare[{i}]"
+            raise ConfigError(file, key, f"{spec['name']!r} is a {_FAMILY_WORDS[spec['family']]} loss but the "
+                                         f"data is a {data.task} task; use e.g. "
+                                         f"{_SUGGEST[data.task]}")
+    layers = cfg["model"]["layers"]
+    last = max(i for i, s in enumerate(layers) if s["type"] == "dense")
+    want = _cli_data.output_units(data, tr["losses"][0]["family"])
+    units = layers[last]["units"]
+    if units != "output" and units != want:
+        what = (f"{data.n_classes} classes" if want > 1 else f"a {data.task} task")
+        raise ConfigError(file, f"model.layers[{last}].units",
+                          f"the output layer needs {want} unit(s) for {what}; got {units} "
+                          "(or write `units: output`)")
+
+
+def build_model(layers, data, spec, name="model"):
+    """A keras.Sequential from validated layer specs (`units: output` resolved)."""
+    import keras
+
+    import keras_afl
+
+    out_units = _cli_data.output_units(data, spec["family"])
+    model = keras.Sequential(name=name)
+    model.add(keras.Input((data.n_features,)))
+    for s in layers:
+        kind = s["type"]
+        if kind == "dense":
+            kw = {}
+            if "kernel_initializer" in s:
+                kw["kernel_initializer"] = s["kernel_initializer"]
+            if "use_bias" in s:
+                kw["use_bias"] = s["use_bias"]
+            units = out_units if s["units"] == "output" else s["units"]
+            model.add(keras.layers.Dense(units, activation=s["activation"], **kw))
+        elif kind == "activation":
+            model.add(keras.layers.Activation(s["activation"]))
+        elif kind == "dropout":
+            model.add(keras.layers.Dropout(s["rate"]))
+        elif kind == "alpha_dropout":
+            model.add(keras.layers.AlphaDropout(s["rate"]))
+        elif kind == "batch_normalization":
+            model.add(keras.layers.BatchNormalization())
+        elif kind == "prelu":
+            model.add(keras_afl.layers.PReLU())
+        elif kind == "leaky_relu":
+            model.add(keras_afl.layers.LeakyReLU(negative_slope=s["negative_slope"]))
+        elif kind == "elu":
+            model.add(keras_afl.layers.ELU(alpha=s["alpha"]))
+        else:
+            cls = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "selu": "SELU",
+                   "softmax": "Softmax"}[kind]
+            model.add(getattr(keras_afl.layers, cls)())
+    return model
+
+
+def plot_runs(runs, path, *, title=""):
+    """Training curves (one panel per loss) and a bar chart of the test metrics."""
+    plt = pyplot("train")
+    n = len(runs) + 1
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax, r in zip(axes, runs):
+        h = r["history"]
+        epochs = range(1, len(h["loss"]) + 1)
+        ax.plot(epochs, h["loss"], "o-", ms=3, label="train")
+        if "val_loss" in h:
+            ax.plot(epochs, h["val_loss"], "s--", ms=3, label="validation")
+        ax.set_title(f"loss: {r['loss']}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[len(runs)]
+    names = list(runs[0]["metrics"])
+    width = 0.8 / len(runs)
+    for j, r in enumerate(runs):
+        vals = [r["metrics"][k] for k in names]
+        ax.bar([i + j * width for i in range(len(names))], [0 if v != v else v for v in vals],
+               width, label=r["loss"])
+    ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(names))])
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_title("test-set metrics", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+
+
+def _finite(obj):
+    """NaN/inf -> None, so the summary is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

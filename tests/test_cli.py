@@ -1,0 +1,465 @@
+"""The `keras-afl` command line: train configs, config errors, list, plot, check, demo."""
+
+import copy
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+import keras_afl
+from keras_afl import _cli_check, _cli_config
+from keras_afl.cli import main
+from tests._checks import REPO
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml")))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+BASE = {
+    "name": "base",
+    "seed": 0,
+    "data": {"source": "breast_cancer", "positive_fraction": 0.1},
+    "model": {"layers": [
+        {"units": 8, "activation": "afl_elu"},
+        {"units": 8},
+        {"type": "prelu"},
+        {"units": "output"},
+        {"type": "sigmoid"},
+    ]},
+    "training": {"loss": "focal", "epochs": 1, "batch_size": 32},
+}
+
+
+def write_config(tmp_path, cfg, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert np.ptp(img[..., :3]) > 0  # not a blank image
+
+
+# --------------------------------------------------------------------------- train
+
+def test_configs_folder_has_the_promised_experiments():
+    names = {os.path.basename(c) for c in CONFIGS}
+    assert {"imbalanced_focal.yaml", "multiclass_categorical_focal.yaml",
+            "regression_outliers.yaml", "hinge_svm.yaml", "deep_selu.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
+def test_every_config_runs_as_smoke_run(config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", config, "--smoke", "--quiet", "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = yaml.safe_load(open(config))
+    assert summary["smoke"] is True and summary["epochs"] == 1
+    assert summary["config"]["name"] == cfg["name"]
+    expected_runs = len(cfg["training"].get("compare", [None]))
+    assert len(summary["runs"]) == expected_runs
+    for run in summary["runs"]:
+        assert len(run["history"]["loss"]) == 1
+        assert run["metrics"] and all(v is None or np.isfinite(v) for v in run["metrics"].values())
+        assert os.path.isfile(run["model"])
+        assert run["timings_s"]["fit"] > 0
+    assert {"tensorflow", "keras", "keras_afl", "python"} <= set(summary["versions"])
+    assert_png(out / "training_curves.png")
+    assert "Test-set metrics" in capsys.readouterr().out
+
+
+def test_train_summary_metrics_and_saved_model_agree(tmp_path):
+    """The saved model predicts what was evaluated; metrics are those of the task."""
+    cfg = copy.deepcopy(BASE)
+    cfg["training"] = {"compare": ["afl_bce", {"name": "focal", "params": {"gamma": 1.0}}],
+                       "epochs": 2, "batch_size": 32, "validation_split": 0.25}
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path, cfg), "--quiet", "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["loss"] for r in summary["runs"]] == ["afl_bce", "focal(gamma=1.0)"]
+    for r in summary["runs"]:
+        assert set(r["metrics"]) == {"pr_auc", "roc_auc", "f1", "minority_recall", "accuracy"}
+        assert set(r["history"]) == {"loss", "val_loss"} and len(r["history"]["loss"]) == 2
+    data = summary["data"]
+    assert data["task"] == "binary" and data["n_val"] > 0
+    assert data["train_positive_fraction"] == pytest.approx(0.1, abs=0.02)
+    model = keras.models.load_model(summary["runs"][1]["model"])
+    assert isinstance(model.loss, keras_afl.losses.FocalLoss) and model.loss.gamma == 1.0
+    assert any(isinstance(layer, keras_afl.layers.PReLU) for layer in model.layers)
+
+
+def test_train_reads_a_csv_with_a_target_column(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    label = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    lines = ["a,b,c,label"] + [f"{r[0]},{r[1]},{r[2]},{t}" for r, t in zip(x, label)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    cfg = copy.deepcopy(BASE)
+    cfg["data"] = {"source": "csv", "path": "data.csv", "target": "label"}
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path, cfg), "--quiet", "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["task"] == "binary"
+    assert summary["data"]["classes"] == ["no", "yes"]
+    assert summary["data"]["n_features"] == 3
+
+
+def test_train_regression_reports_metrics_in_target_units(tmp_path):
+    cfg = copy.deepcopy(BASE)
+    cfg["data"] = {"source": "diabetes"}
+    cfg["model"]["layers"] = [{"units": 8, "activation": "afl_relu"}, {"units": 1}]
+    cfg["training"] = {"loss": {"name": "afl_huber", "params": {"delta": 2.0}}, "epochs": 1}
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path, cfg), "--quiet", "--output", str(out)]) == 0
+    metrics = json.loads((out / "summary.json").read_text())["runs"][0]["metrics"]
+    assert set(metrics) == {"mae", "rmse", "r2"}
+    # diabetes targets range 25..346: an error in those units, not in standardised ones
+    assert 10 < metrics["mae"] < 300
+
+
+# --------------------------------------------------------------------------- config errors
+
+def _set(cfg, dotted, value):
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+ERROR_CASES = {
+    "unknown top-level key": ("epochs", 3, "epochs: unknown key"),
+    "misspelt training key": ("training.epoch", 3,
+                              "training.epoch: unknown key; did you mean 'epochs'?"),
+    "unknown activation": ("model.layers.2", {"type": "activation", "activation": "afl_rleu"},
+                           "model.layers[2].activation: unknown activation 'afl_rleu'; did you "
+                           "mean 'afl_relu'?"),
+    "unknown dense activation": ("model.layers.0.activation", "afl_eluu",
+                                 "model.layers[0].activation: unknown activation 'afl_eluu'; "
+                                 "did you mean 'afl_elu'?"),
+    "unknown loss": ("training.loss", "focl", "training.loss: unknown loss 'focl'; did you mean "
+                                              "'focal'?"),
+    "unknown loss in a mapping": ("training.loss", {"name": "afl_hnge"},
+                                  "training.loss.name: unknown loss 'afl_hnge'; did you mean "
+                                  "'afl_hinge'?"),
+    "unknown loss parameter": ("training.loss", {"name": "focal", "params": {"gama": 2}},
+                               "training.loss.params.gama: 'focal' has no parameter 'gama'; did "
+                               "you mean 'gamma'?"),
+    "invalid loss parameter": ("training.loss", {"name": "focal", "params": {"alpha": 7}},
+                               "training.loss.params: invalid parameters for 'focal'"),
+    "wrong type": ("training.epochs", "ten", "training.epochs: expected an integer, got the "
+                                             "string 'ten'"),
+    "bool is not an int": ("training.batch_size", True, "training.batch_size: expected an integer"),
+    "out of range": ("data.test_split", 1.5, "data.test_split: value 1.5 is out of range; "
+                                             "expected a value in (0, 0.9]"),
+    "zero epochs": ("training.epochs", 0, "training.epochs: value 0 is out of range"),
+    "unknown source": ("data.source", "breast_cancr", "data.source: unknown value "
+                                                      "'breast_cancr'; did you mean "
+                                                      "'breast_cancer'?"),
+    "key of another source": ("data.path", "x.csv", "data.path: only valid with source: csv"),
+    "unknown layer type": ("model.layers.2.type", "prelus", "model.layers[2].type: unknown "
+                                                            "value 'prelus'; did you mean "
+                                                            "'prelu'?"),
+    "unknown optimizer": ("training.optimizer", "adm", "training.optimizer: unknown optimizer "
+                                                       "'adm'; did you mean 'adam'?"),
+    "unknown initializer": ("model.layers.0.kernel_initializer", "lecun_nrmal",
+                            "model.layers[0].kernel_initializer: unknown initializer "
+                            "'lecun_nrmal'; did you mean 'lecun_normal'?"),
+    "loss for another task": ("training.loss", "afl_cce",
+                              "training.loss: 'afl_cce' is a categorical (one-hot) loss but "
+                              "the data is a binary task"),
+    "output units": ("model.layers.3.units", 3, "model.layers[3].units: the output layer needs "
+                                                "1 unit(s)"),
+    "unknown positive class": ("data.positive_class", "malignnt",
+                               "data.positive_class: unknown class 'malignnt'; did you mean "
+                               "'malignant'?"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_config_error_names_file_and_key_and_exits_2(case, tmp_path, capsys):
+    key, value, message = ERROR_CASES[case]
+    cfg = copy.deepcopy(BASE)
+    _set(cfg, key, value)
+    path = write_config(tmp_path, cfg)
+    out = tmp_path / "never"
+    assert main(["train", path, "--output", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"{path}: "), err
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+    assert not out.exists()  # validated up front: nothing was trained or written
+
+
+def test_config_error_for_missing_required_key(tmp_path, capsys):
+    cfg = copy.deepcopy(BASE)
+    del cfg["training"]["loss"]
+    assert main(["train", write_config(tmp_path, cfg)]) == 2
+    assert "training: give exactly one of `loss`" in capsys.readouterr().err
+
+
+def test_invalid_yaml_and_missing_file_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    assert main(["train", str(bad)]) == 2
+    assert f"{bad}: not valid YAML (line" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+def test_numbers_written_1e_minus_3_are_accepted(tmp_path):
+    """PyYAML reads `1e-3` as a string (YAML 1.1); a learning rate written so still works."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE).replace("epochs: 1", "epochs: 1\n  optimizer: "
+                                                 "{name: adam, learning_rate: 1e-3}"))
+    cfg = _cli_config.load(str(path))
+    assert cfg["training"]["optimizer"] == {"name": "adam", "learning_rate": 0.001}
+
+
+def test_keras_loss_names_validate_too():
+    cfg = copy.deepcopy(BASE)
+    cfg["training"]["loss"] = {"name": "Huber", "params": {"delta": 2.0}}
+    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    assert spec["family"] == "regression" and spec["label"] == "Huber(delta=2.0)"
+    assert isinstance(_cli_config.make_loss(spec), keras.losses.Huber)
+    cfg["training"]["loss"] = "binary_crossentropy"
+    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    assert spec == {"name": "binary_crossentropy", "params": {}, "label": "binary_crossentropy",
+                    "family": "binary", "outputs": "probabilities"}
+    cfg["training"]["loss"] = {"name": "mse", "params": {"delta": 1.0}}
+    with pytest.raises(_cli_config.ConfigError, match="training.loss.params: Keras's 'mse' is a "
+                                                      "function"):
+        _cli_config.validate(cfg, "c.yaml")
+
+
+def test_compare_needs_distinct_losses_of_one_kind():
+    cfg = copy.deepcopy(BASE)
+    del cfg["training"]["loss"]
+    cfg["training"]["compare"] = ["focal", "afl_focal"]
+    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"]
+    assert [s["label"] for s in spec] == ["focal", "afl_focal"]  # aliases are separate runs
+    cfg["training"]["compare"] = ["focal", "focal"]
+    with pytest.raises(_cli_config.ConfigError, match=r"training.compare\[1\]: 'focal' is "
+                                                      r"already training.compare\[0\]"):
+        _cli_config.validate(cfg, "c.yaml")
+    cfg["training"]["compare"] = ["focal", "afl_mse"]
+    with pytest.raises(_cli_config.ConfigError, match="need different kinds of targets"):
+        _cli_config.validate(cfg, "c.yaml")
+    assert _cli_config.validate(cfg | {"training": {"compare": ["hinge", "focal"]}}, "c.yaml")
+    assert [s["outputs"] for s in _cli_config.validate(
+        cfg | {"training": {"compare": ["afl_hinge", {"name": "focal", "params": {
+            "from_logits": True}}, "afl_bce"]}}, "c.yaml")["training"]["losses"]] == \
+        ["scores", "scores", "probabilities"]
+
+
+def test_loss_family_reads_names():
+    fam = _cli_config.loss_family
+    assert [fam(n) for n in ("afl_bce", "focal", "afl_hinge", "BinaryFocalCrossentropy")] == \
+        ["binary"] * 4
+    assert [fam(n) for n in ("afl_cce", "categorical_focal", "CategoricalCrossentropy")] == \
+        ["onehot"] * 3
+    assert fam("afl_sparse_categorical_crossentropy") == fam("sparse_categorical_focal") == "sparse"
+    assert [fam(n) for n in ("afl_mse", "afl_huber", "mse", "Huber")] == ["regression"] * 4
+    for e in keras_afl.entries("loss"):  # every registry loss is classified on purpose
+        assert fam(e.name) in ("binary", "onehot", "sparse", "regression")
+
+
+# --------------------------------------------------------------------------- list
+
+def test_list_json_has_every_registry_name_and_its_notes(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    listed = {r["name"]: r for r in data["activations"] + data["losses"]}
+    for e in keras_afl.entries():
+        r = listed[e.name]
+        assert set(r["aliases"]) == set(e.aliases)
+        assert r["formula"] == e.formula and r["derivative"] == e.derivative
+        assert r["output_range"] == e.output_range
+        assert r["uses"] == list(e.uses) and r["pairings"] == list(e.pairings)
+        assert r["properties"] == list(e.properties)
+        assert set(r["parameters"]) == set(e.parameters())
+    assert len(data["activations"]) == len(keras_afl.entries("activation"))
+    assert len(data["losses"]) == len(keras_afl.entries("loss"))
+    assert listed["afl_elu"]["parameters"] == {"alpha": 1.0}
+
+
+def test_list_human_table_shows_names_and_notes(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in keras_afl.names():
+        assert name in out
+    assert "derivative" in out and "pairings" in out
+
+
+def test_list_of_one_name_and_unknown_name(capsys):
+    assert main(["list", "afl_focal", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in data["losses"]] == ["focal"] and data["activations"] == []
+    assert main(["list", "afl_rleu"]) == 2
+    assert "Did you mean 'afl_relu'?" in capsys.readouterr().err
+
+
+def test_help_and_list_work_without_the_cli_extra(monkeypatch, capsys):
+    for mod in ("yaml", "matplotlib", "matplotlib.pyplot", "sklearn"):
+        monkeypatch.setitem(sys.modules, mod, None)  # `import mod` now raises ImportError
+    assert main(["--help"]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert main(["list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["activations"]
+
+
+@pytest.mark.parametrize("argv", [["train", "x.yaml"], ["demo"], ["plot", "afl_relu"]])
+def test_commands_without_the_cli_extra_say_what_to_install(argv, monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert 'pip install "keras-afl[cli]"' in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["check", "--dtype", "float8"]) == 2
+    capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- plot
+
+def test_plot_writes_a_png_of_activations_and_losses(tmp_path, capsys):
+    path = tmp_path / "p.png"
+    assert main(["plot", "afl_relu", "afl_softmax", "focal", "afl_huber", "-o", str(path)]) == 0
+    assert_png(path)
+    assert str(path) in capsys.readouterr().out
+
+
+def test_plot_unknown_name_exits_2(tmp_path, capsys):
+    assert main(["plot", "afl_sigmod", "-o", str(tmp_path / "x.png")]) == 2
+    assert "Did you mean 'afl_sigmoid'?" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plotted_derivative_is_the_analytic_one():
+    from keras_afl import _cli_plot
+
+    x, y, dy, _ = _cli_plot.activation_curve(keras_afl.entry("afl_elu"), (-3, 3), 61)
+    np.testing.assert_allclose(dy, np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))), atol=1e-12)
+    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=9)
+    p, loss, grad = curves["label 1"]
+    np.testing.assert_allclose(loss, -np.log(p), rtol=1e-5)
+    np.testing.assert_allclose(grad, -1 / p, rtol=1e-4)
+    p, loss, grad = curves["label 0"]
+    np.testing.assert_allclose(grad, 1 / (1 - p), rtol=1e-4)
+    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_mse"), n=7)
+    e, loss, grad = curves["error"]
+    np.testing.assert_allclose(grad, 2 * e, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- check
+
+def test_check_passes_on_our_functions(capsys):
+    argv = ["check", "afl_relu", "afl_softmax", "prelu", "focal", "afl_cce",
+            "--dtype", "float32", "--dtype", "float64"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "focal(from_logits)" in out  # variants of a name come with it
+    assert "FAIL" not in out
+
+
+def test_check_has_a_reference_for_every_registered_function():
+    cases = _cli_check.all_cases()
+    for e in keras_afl.entries():
+        assert cases.get(e.name) is not None, f"no plain reference formula for {e.name}"
+
+
+def test_check_catches_a_wrong_gradient():
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def off_by_one_percent(x):
+        y = tf.tanh(x)
+        return y, lambda g: g * (1 - y * y) * 1.01
+
+    case = _cli_check.Case(
+        "bad", lambda c, x: off_by_one_percent(x), lambda c, x: tf.tanh(x),
+        _cli_check._act_sample(kinks=()), _cli_check._act_extremes)
+    r = _cli_check.check_case(case, "float64")
+    assert not r["ok"] and r["numeric"] > 1e-3 and r["autodiff"] > 1e-3
+    good = _cli_check.check_case(_cli_check.all_cases()["afl_tanh"], "float64")
+    assert good["ok"]
+
+
+def test_check_fails_with_exit_1_when_a_function_fails(monkeypatch, capsys):
+    import tensorflow as tf
+
+    def wrong_relu(c, x):
+        return tf.nn.relu(x) * 1.5  # values and gradients off by 50 %
+
+    cases = _cli_check.all_cases()
+    broken = dict(cases, afl_relu=_cli_check.Case("afl_relu", cases["afl_relu"].fn,
+                                                  wrong_relu, cases["afl_relu"].sample,
+                                                  cases["afl_relu"].extremes))
+    monkeypatch.setattr(_cli_check, "all_cases", lambda: broken)
+    assert main(["check", "afl_relu", "--dtype", "float64"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- entry points
+
+def test_python_m_keras_afl_help():
+    proc = subprocess.run([sys.executable, "-m", "keras_afl", "--help"], capture_output=True,
+                          text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr
+    for command in ("demo", "train", "list", "plot", "check"):
+        assert command in proc.stdout
+
+
+@pytest.mark.slow
+def test_console_script_is_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-afl")
+    if not os.path.exists(exe):
+        pytest.skip("package not installed with its console script (pip install -e .)")
+    proc = subprocess.run([exe, "list", "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert "focal" in {r["name"] for r in json.loads(proc.stdout)["losses"]}
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for column in ("PR-AUC", "ROC-AUC", "F1", "minority recall"):
+        assert column in printed
+    assert '"afl_bce"' in printed and '"focal"' in printed
+    assert "every step succeeded" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_steps"] == []
+    assert set(summary["results"]) == {"afl_bce", "focal"}
+    for r in summary["results"].values():
+        assert 0.5 < r["roc_auc"] <= 1 and 0 < r["pr_auc"] <= 1
+    assert summary["reload"]["max_abs_difference"] <= 1e-5
+    assert os.path.isfile(out / "focal_model.keras")
+    assert_png(out / "training_curves.png")
+    assert_png(out / "precision_recall.png")
