@@ -102,6 +102,11 @@ def normalize_axis(axis, ndim, name="axis"):
         if isinstance(a, bool) or not isinstance(a, numbers.Integral):
             raise TypeError(f"`{name}` must be an int or a tuple of ints; received {axis!r}.")
         a = int(a)
+        if ndim == 0:
+            raise ValueError(
+                f"`{name}`={axis!r} needs an input of rank >= 1; received a scalar (rank 0). "
+                "Pass a vector or a batch, e.g. x[None]."
+            )
         if ndim is not None:
             if not -ndim <= a < ndim:
                 raise ValueError(

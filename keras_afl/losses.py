@@ -53,6 +53,7 @@ final activation in float32 under mixed precision.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 
@@ -1138,6 +1139,14 @@ class _Loss(keras.losses.Loss):
         dtype = config.get("dtype")
         if isinstance(dtype, dict):  # a serialized DTypePolicy
             config["dtype"] = keras.dtype_policies.deserialize(dtype)
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(config) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}.from_config: unknown setting(s) {unknown} in config {config!r}; "
+                f"expected only {valid}. The file may come from another keras_afl version: "
+                "remove the unknown keys or upgrade keras_afl."
+            )
         return cls(**config)
 
 
