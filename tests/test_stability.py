@@ -151,3 +151,27 @@ def test_property_grad_equals_autodiff_of_plain_formula(name, dtype, x, up):
     tol = PROPERTY_TOL[dtype]
     scale = np.max(np.abs(up)) + 1e-3
     np.testing.assert_allclose(to64(g), g_ref.numpy(), rtol=tol, atol=tol * scale)
+
+
+# The same property for every loss: random data drawn by hypothesis (the data
+# makers of tests/test_losses.py, which keep away from the Huber/hinge kinks),
+# analytic gradient in each dtype vs autodiff of the plain formula in float64
+# at the rounded input. Losses compute float16/bfloat16 in float32 and round
+# the gradient back, hence the same per-dtype tolerances.
+from tests.test_losses import CASES as LOSS_CASES  # noqa: E402
+from tests.test_losses import _tensors  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**20))
+def test_property_loss_grad_equals_autodiff_of_plain_formula(name, dtype, seed):
+    fn, make_data, _, plain = LOSS_CASES[name]
+    y, x = make_data(seed)
+    y_t, x_t = _tensors(y, x, dtype)
+    _, (g,) = grads(lambda v: fn(y_t, v), x_t)
+    _, (g_ref,) = grads(lambda v: plain(y_t, v), tf.cast(x_t, tf.float64))
+    g, g_ref = to64(g), g_ref.numpy()
+    tol = PROPERTY_TOL[dtype]
+    np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol * (np.max(np.abs(g_ref)) + 1e-3))
