@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import keras_afl
 from keras_afl import activations as A
 from tests._checks import FLOAT_DTYPES, grads
 
@@ -175,3 +176,29 @@ def test_property_loss_grad_equals_autodiff_of_plain_formula(name, dtype, seed):
     g, g_ref = to64(g), g_ref.numpy()
     tol = PROPERTY_TOL[dtype]
     np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol * (np.max(np.abs(g_ref)) + 1e-3))
+
+
+# +-inf predictions in the losses: the exact limit, or NaN where TensorFlow's
+# fused cross-entropy kernels meet 0 * inf -- never a different finite number.
+# (README, "Edge cases".) Rows: z = -inf, +inf; columns of the table: label.
+INF_LIMITS = {
+    # name: (function, label, loss limit at z=-inf, at z=+inf)
+    "afl_bce_y1": (lambda y, z: keras_afl.losses.binary_crossentropy(y, z, from_logits=True), 1.0, np.inf, 0.0),
+    "afl_bce_y0": (lambda y, z: keras_afl.losses.binary_crossentropy(y, z, from_logits=True), 0.0, 0.0, np.inf),
+    "focal_y1": (lambda y, z: keras_afl.losses.focal(y, z, from_logits=True, gamma=0.5), 1.0, np.inf, 0.0),
+    "focal_y0": (lambda y, z: keras_afl.losses.focal(y, z, from_logits=True, gamma=0.5), 0.0, 0.0, np.inf),
+    "afl_mse": (keras_afl.losses.mean_squared_error, 0.0, np.inf, np.inf),
+    "afl_huber": (keras_afl.losses.huber, 0.0, np.inf, np.inf),
+    "afl_hinge_y1": (keras_afl.losses.hinge, 1.0, np.inf, 0.0),
+    "afl_hinge_y0": (keras_afl.losses.hinge, 0.0, 0.0, np.inf),
+}
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("name", sorted(INF_LIMITS))
+def test_infinite_predictions_give_the_limit_or_nan(name, dtype):
+    fn, label, at_minus, at_plus = INF_LIMITS[name]
+    z = tf.cast(tf.constant([[-np.inf], [np.inf]]), dtype)
+    loss = to64(fn(tf.constant([[label], [label]]), z))
+    for got, want in zip(loss, (at_minus, at_plus)):
+        assert np.isnan(got) or got == want, (name, loss)
