@@ -43,12 +43,14 @@ _require_tensorflow_backend()
 
 from keras_afl import activations, layers, losses, registry  # noqa: E402
 from keras_afl.registry import entries, entry, get, names, use_as_builtins  # noqa: E402
+from keras_afl import callbacks, diagnostics  # noqa: E402
+from keras_afl.diagnostics import lint  # noqa: E402
 
 __version__ = "0.1.0"
 
 registry.install()
 
 __all__ = [
-    "activations", "layers", "losses", "registry",
+    "activations", "layers", "losses", "registry", "callbacks", "diagnostics", "lint",
     "get", "entry", "entries", "names", "use_as_builtins", "__version__",
 ]

@@ -12,6 +12,11 @@ The schema (see configs/ for complete examples):
     name: str                       (default: the file name without .yaml)
     description: str                (optional, copied to the summary)
     seed: int >= 0                  (default 0)
+    lint: bool                      (default false; print keras_afl.lint's findings for each
+                                     model before training, store them in summary.json)
+    activation_stats: bool          (default false; keras_afl.callbacks.ActivationStats on a
+                                     validation batch: per-epoch dead / saturated fractions,
+                                     mean and std of each activation, in the history)
     data:
       source: breast_cancer | digits | iris | wine | diabetes | outliers | csv
       path: FILE.csv                (csv only; relative to the config file)
@@ -60,7 +65,8 @@ TASKS = ("binary", "multiclass", "regression")
 NATURAL_TASK = {"breast_cancer": "binary", "digits": "multiclass", "iris": "multiclass",
                 "wine": "multiclass", "diabetes": "regression", "outliers": "regression"}
 
-_TOP_KEYS = ("name", "description", "seed", "data", "model", "training")
+_TOP_KEYS = ("name", "description", "seed", "lint", "activation_stats", "data", "model",
+             "training")
 _DATA_COMMON = ("source", "positive_class", "positive_fraction", "test_split", "standardize")
 _DATA_ONLY = {
     "csv": ("path", "target", "task"),
@@ -490,6 +496,8 @@ def validate(raw, file):
         "description": ck.string(raw["description"], "description") if "description" in raw
         else "",
         "seed": ck.integer(raw.get("seed", 0), "seed", low=0, high=2**32 - 1),
+        "lint": ck.boolean(raw.get("lint", False), "lint"),
+        "activation_stats": ck.boolean(raw.get("activation_stats", False), "activation_stats"),
     }
     if not re.match(r"^[\w.-]+$", cfg["name"]):
         ck.fail("name", f"{cfg['name']!r} must be usable as a folder name (letters, digits, "

@@ -67,13 +67,15 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
         model.compile(optimizer=_cli_config.make_optimizer(tr["optimizer"]),
                       loss=_cli_config.make_loss(spec),
                       metrics=["mae"] if data.task == "regression" else None)
+        diagnostics, callbacks = _diagnostics(cfg, model, data)
         y_train = _cli_data.encode(data, data.y_train, spec["family"])
         val = None
         if data.x_val is not None:
             val = (data.x_val, _cli_data.encode(data, data.y_val, spec["family"]))
         t0 = time.perf_counter()
         hist = model.fit(data.x_train, y_train, validation_data=val, epochs=epochs,
-                         batch_size=tr["batch_size"], verbose=0 if quiet else 1)
+                         batch_size=tr["batch_size"], verbose=0 if quiet else 1,
+                         callbacks=callbacks)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = _cli_data.evaluate(data, model.predict(data.x_test, verbose=0), spec)
@@ -84,7 +86,7 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
         if not all(math.isfinite(v) for v in history.get("loss", [])):
             print(f"  warning: the training loss of {spec['label']} is not finite", file=sys.stderr)
         runs.append({"loss": spec["label"], "loss_spec": spec, "metrics": metrics,
-                     "history": history, "model": path,
+                     "history": history, "model": path, **diagnostics,
                      "timings_s": {"fit": round(t_fit, 3), "evaluate": round(t_eval, 3)}})
 
     plot_path = os.path.join(out_dir, "training_curves.png")
@@ -114,6 +116,26 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
     for r in runs:
         print(f"      {r['model']}")
     return 0
+
+
+def _diagnostics(cfg, model, data):
+    """`lint: true` prints and returns the lint findings; `activation_stats: true` returns
+    an ActivationStats callback on (at most 512 samples of) the validation split."""
+    import keras_afl
+
+    out, callbacks = {}, []
+    if cfg["lint"]:
+        findings = keras_afl.lint(model)  # checks the compiled loss
+        print("  lint: " + str(findings).replace("\n", "\n  lint: "))
+        out["lint"] = findings.to_dicts()
+    if cfg["activation_stats"]:
+        source = "validation" if data.x_val is not None else "train (no validation split)"
+        x = (data.x_val if data.x_val is not None else data.x_train)[:512]
+        callbacks.append(keras_afl.callbacks.ActivationStats(x))
+        out["activation_stats"] = {"batch": f"{len(x)} samples of the {source} split",
+                                   "keys": "<layer>/{dead_fraction,saturated_fraction,mean,std} "
+                                           "in history"}
+    return out, callbacks
 
 
 def check_fit(cfg, data, file):

@@ -1,0 +1,800 @@
+"""`lint(model)`: checks a Keras model against the advice behind keras_afl.
+
+The article this project grew from is practical advice: softmax goes with
+categorical cross-entropy and sigmoid with binary cross-entropy, linear outputs
+with MSE / Huber / hinge; ReLU units can die and sigmoid/tanh saturate; SELU
+needs LeCun-normal weights, AlphaDropout and no batch normalisation. `lint`
+turns that advice into checks on a real model: it walks the layers in order
+(Sequential or functional, nested models included), finds each activation --
+keras_afl's layers, Keras's `ReLU`, `LeakyReLU`, `PReLU`, `ELU`, `Softmax`,
+`Activation` layers and the `activation=` of Dense/Conv layers, given as
+functions or strings -- finds the layer(s) feeding the loss, and reports
+what it finds as `Finding`s.
+
+Rules (`RULES` holds the same table; severity "error" means the model trains
+the wrong thing or cannot learn, "warning" that it trains worse than it could,
+"info" that a check was skipped or a setting is unusual but harmless):
+
+    rule                                   severity  what
+    softmax-binary-loss                    error     softmax output on >1 class with binary cross-entropy / focal
+    sigmoid-categorical-loss               error     sigmoid output with (sparse) categorical cross-entropy / focal
+    softmax-single-unit                    error     softmax over one unit: always 1, nothing to learn
+    linear-output-probability-loss         error     linear output, cross-entropy/focal with from_logits=False
+    probability-output-from-logits         warning   sigmoid/softmax output, cross-entropy/focal with from_logits=True
+    hinge-bounded-output                   warning   hinge loss on a sigmoid/softmax output
+    regression-loss-classification-output  warning   MSE / MAE / Huber on a sigmoid/softmax output
+    selu-initializer                       warning   SELU fed by weights that are not LeCun-normal
+    selu-batchnorm                         warning   BatchNormalization in a SELU network
+    selu-dropout                           warning   plain Dropout in a SELU network (AlphaDropout expected)
+    deep-saturating-stack                  warning   4 or more consecutive sigmoid/tanh hidden layers
+    leaky-slope                            warning   Leaky ReLU / PReLU slope outside (0, 1) (info when exactly 0)
+    no-loss                                info      no loss given and the model is not compiled
+    loss-not-recognised                    info      a custom loss: pairing checks skipped
+
+The loss is `lint(model, loss=...)` if given, else the compiled `model.loss`:
+a string (Keras's "binary_crossentropy", "mse", "hinge", ... or keras_afl's
+"afl_bce", "focal", ...), a `keras.losses.Loss` object (Keras's or
+keras_afl's), a loss class or function, or a list / dict of those for a
+model with several outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import re
+import textwrap
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_afl import activations as _afl_activations
+from keras_afl import layers as _afl_layers
+from keras_afl import registry as _registry
+
+__all__ = ["lint", "Finding", "Findings", "RULES", "SEVERITIES", "activation_of"]
+
+SEVERITIES = ("error", "warning", "info")
+
+RULES = {
+    "softmax-binary-loss": ("error", "softmax output on more than one class with a binary loss"),
+    "sigmoid-categorical-loss": ("error", "sigmoid output with a categorical loss"),
+    "softmax-single-unit": ("error", "softmax over a single unit (always 1)"),
+    "linear-output-probability-loss": ("error", "linear output, cross-entropy with from_logits=False"),
+    "probability-output-from-logits": ("warning", "sigmoid/softmax output, from_logits=True"),
+    "hinge-bounded-output": ("warning", "hinge loss on a sigmoid/softmax output"),
+    "regression-loss-classification-output": ("warning", "MSE/MAE/Huber on a sigmoid/softmax output"),
+    "selu-initializer": ("warning", "SELU without LeCun-normal initialisation"),
+    "selu-batchnorm": ("warning", "BatchNormalization in a SELU network"),
+    "selu-dropout": ("warning", "plain Dropout in a SELU network (AlphaDropout expected)"),
+    "deep-saturating-stack": ("warning", "4+ consecutive sigmoid/tanh hidden layers"),
+    "leaky-slope": ("warning", "Leaky ReLU / PReLU slope outside (0, 1)"),
+    "no-loss": ("info", "no loss: pairing checks skipped"),
+    "loss-not-recognised": ("info", "unrecognised loss: pairing checks skipped"),
+}
+
+DEEP_STACK = 4  # consecutive sigmoid/tanh hidden layers that trigger `deep-saturating-stack`
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One problem `lint` found.
+
+    Attributes:
+        severity: "error", "warning" or "info".
+        rule: The rule id (a key of `RULES`).
+        where: The layer(s) or the output + loss concerned.
+        message: What is wrong and why.
+        fix: How to fix it.
+    """
+
+    severity: str
+    rule: str
+    where: str
+    message: str
+    fix: str
+
+    def __str__(self):
+        body = textwrap.fill(self.message, width=100, initial_indent="  ",
+                             subsequent_indent="  ")
+        fix = textwrap.fill(self.fix, width=100, initial_indent="  fix: ",
+                            subsequent_indent="       ")
+        return f"{self.severity}: {self.where} [{self.rule}]\n{body}\n{fix}"
+
+    def to_dict(self):
+        """A JSON-ready dict (what `keras-afl lint --json` prints)."""
+        return dataclasses.asdict(self)
+
+
+class Findings(list):
+    """The list of `Finding`s that `lint` returns, errors first; `print()` it for a report.
+
+    Example:
+    >>> print(Findings())
+    no findings
+    """
+
+    @property
+    def errors(self):
+        return [f for f in self if f.severity == "error"]
+
+    @property
+    def warnings(self):
+        return [f for f in self if f.severity == "warning"]
+
+    def counts(self):
+        """{severity: number of findings} for every severity."""
+        return {s: sum(f.severity == s for f in self) for s in SEVERITIES}
+
+    def summary(self):
+        """One line: `"2 findings: 1 error, 1 warning, 0 info"` or `"no findings"`."""
+        if not self:
+            return "no findings"
+        c = self.counts()
+        return (f"{len(self)} finding{'s' if len(self) != 1 else ''}: {c['error']} error"
+                f"{'s' if c['error'] != 1 else ''}, {c['warning']} warning"
+                f"{'s' if c['warning'] != 1 else ''}, {c['info']} info")
+
+    def __str__(self):
+        if not self:
+            return "no findings"
+        return "\n".join([*(str(f) for f in self), self.summary()])
+
+    def to_dicts(self):
+        return [f.to_dict() for f in self]
+
+
+# --------------------------------------------------------------------------- activations
+
+_ACTIVATION_NAMES = ("linear", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softmax",
+                     "elu", "selu")
+
+
+@functools.lru_cache(maxsize=1)
+def _function_table():
+    ka, a = keras.activations, _afl_activations
+    pairs = [
+        (ka.linear, "linear"), (ka.relu, "relu"), (ka.relu6, "relu"),
+        (ka.leaky_relu, "leaky_relu"), (ka.sigmoid, "sigmoid"), (ka.tanh, "tanh"),
+        (ka.softmax, "softmax"), (ka.elu, "elu"), (ka.selu, "selu"),
+        (a.relu, "relu"), (a.leaky_relu, "leaky_relu"), (a.sigmoid, "sigmoid"),
+        (a.tanh, "tanh"), (a.softmax, "softmax"), (a.elu, "elu"), (a.selu, "selu"),
+        (tf.nn.relu, "relu"), (tf.nn.relu6, "relu"), (tf.nn.leaky_relu, "leaky_relu"),
+        (tf.nn.sigmoid, "sigmoid"), (tf.nn.tanh, "tanh"), (tf.nn.softmax, "softmax"),
+        (tf.nn.elu, "elu"), (tf.nn.selu, "selu"),
+    ]
+    return {id(fn): kind for fn, kind in pairs}
+
+
+def _function_kind(fn):
+    """Kind of an activation function or string: "relu", "sigmoid", ..., or its own name."""
+    if fn is None:
+        return "linear"
+    if isinstance(fn, str):
+        try:
+            fn = keras.activations.get(fn)
+        except (ValueError, TypeError):
+            return fn
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    kind = _function_table().get(id(fn))
+    if kind is not None:
+        return kind
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if name in _ACTIVATION_NAMES:
+        return "relu" if name == "relu6" else name
+    return name
+
+
+_AFL_LAYER_KINDS = {
+    _afl_layers.ReLU: "relu", _afl_layers.LeakyReLU: "leaky_relu", _afl_layers.PReLU: "prelu",
+    _afl_layers.Sigmoid: "sigmoid", _afl_layers.Tanh: "tanh", _afl_layers.Softmax: "softmax",
+    _afl_layers.ELU: "elu", _afl_layers.SELU: "selu",
+}
+
+
+def _is_affine(layer):
+    """Dense, EinsumDense, Conv*: output = activation(affine(input)); not recurrent layers."""
+    return (hasattr(layer, "kernel_initializer") and hasattr(layer, "activation")
+            and not isinstance(layer, keras.layers.RNN))
+
+
+def activation_of(layer):
+    """The activation a layer applies, as a kind string, or None if it applies none.
+
+    Kinds: "relu" (also ReLU6), "leaky_relu", "prelu", "sigmoid", "tanh",
+    "softmax", "elu", "selu", or the function's own name ("gelu", ...). Reads
+    keras_afl's layers, Keras's `ReLU`, `LeakyReLU`, `PReLU`, `ELU`, `Softmax`
+    and `Activation` layers, and the `activation=` of Dense/Conv layers (a
+    linear `activation=` gives None).
+
+    Example:
+    >>> import keras, keras_afl
+    >>> activation_of(keras.layers.Dense(4, activation="afl_selu"))
+    'selu'
+    >>> activation_of(keras_afl.layers.Sigmoid()), activation_of(keras.layers.Dense(4))
+    ('sigmoid', None)
+    """
+    for cls, kind in _AFL_LAYER_KINDS.items():
+        if isinstance(layer, cls):
+            return kind
+    if isinstance(layer, keras.layers.ReLU):
+        return "leaky_relu" if (layer.negative_slope or 0) > 0 else "relu"
+    for cls, kind in ((keras.layers.LeakyReLU, "leaky_relu"), (keras.layers.PReLU, "prelu"),
+                      (keras.layers.ELU, "elu"), (keras.layers.Softmax, "softmax")):
+        if isinstance(layer, cls):
+            return kind
+    if isinstance(layer, keras.layers.Activation) or _is_affine(layer):
+        kind = _function_kind(getattr(layer, "activation", None))
+        return None if kind == "linear" else kind
+    return None
+
+
+# --------------------------------------------------------------------------- model walking
+
+# Layers that pass an activation's output on unchanged in kind (walked through to find it).
+_PASS_THROUGH = tuple(getattr(keras.layers, n) for n in (
+    "Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Reshape", "Flatten",
+    "Identity", "ActivityRegularization") if hasattr(keras.layers, n))
+
+
+def _producer(tensor):
+    """The layer that made a symbolic tensor, or None.
+
+    The one read of Keras internals here: Keras 3 has no public way to go from
+    a KerasTensor to the layer that produced it (`_keras_history`).
+    """
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None)
+    if op is None or isinstance(op, keras.layers.InputLayer):
+        return None
+    return op
+
+
+def _flat_layers(model):
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_flat_layers(layer))
+        elif not isinstance(layer, keras.layers.InputLayer):
+            out.append(layer)
+    return out
+
+
+class _Graph:
+    """The layers of a model in order, with each layer's (single) predecessor."""
+
+    def __init__(self, model):
+        self.model = model
+        self.layers = _flat_layers(model)
+        self.index = {id(l): i for i, l in enumerate(self.layers)}
+
+    def before(self, layer):
+        """The layer feeding `layer` (None for an input, a merge or an unknown)."""
+        try:
+            inp = layer.input
+        except (AttributeError, ValueError, RuntimeError):  # unbuilt or shared layer
+            inp = None
+        if inp is not None:
+            if isinstance(inp, (list, tuple, dict)):
+                return None
+            prev = _producer(inp)
+            if isinstance(prev, keras.Model):
+                return self.output_layers_of(prev)[0][1] if prev.outputs else None
+            return prev
+        i = self.index.get(id(layer))
+        if i and isinstance(self.model, keras.Sequential):
+            return self.layers[i - 1]
+        return None
+
+    def output_layers_of(self, model):
+        """[(output name, layer)] for a model's outputs, in order."""
+        try:
+            tensors = list(model.outputs)
+        except (AttributeError, ValueError):
+            tensors = []
+        if not tensors:
+            layers = _flat_layers(model)
+            return [(layers[-1].name, layers[-1])] if layers else []
+        names = getattr(model, "output_names", None)
+        out = []
+        for i, t in enumerate(tensors):
+            layer = _producer(t)
+            if isinstance(layer, keras.Model):
+                layer = self.output_layers_of(layer)[0][1]
+            if layer is None:
+                continue
+            name = names[i] if names and i < len(names) else layer.name
+            out.append((name, layer))
+        return out
+
+    def feeding_weights(self, layer):
+        """The Dense/Conv layer whose output reaches `layer` through pass-through layers."""
+        prev = self.before(layer)
+        seen = 0
+        while prev is not None and seen < 50:
+            if _is_affine(prev):
+                return prev
+            if not isinstance(prev, (*_PASS_THROUGH, keras.layers.BatchNormalization)):
+                return None
+            prev, seen = self.before(prev), seen + 1
+        return None
+
+
+@dataclasses.dataclass
+class _Site:
+    """Where an activation is applied: the layer, its kind, the Dense/Conv that feeds it."""
+
+    layer: object
+    kind: str
+    weights: object
+
+
+def _sites(graph):
+    out = []
+    for layer in graph.layers:
+        kind = activation_of(layer)
+        if kind is None:
+            continue
+        weights = layer if _is_affine(layer) else graph.feeding_weights(layer)
+        out.append(_Site(layer, kind, weights))
+    return out
+
+
+def _last_dim(layer):
+    try:
+        shape = layer.output.shape
+        return None if shape[-1] is None else int(shape[-1])
+    except (AttributeError, ValueError, RuntimeError, IndexError, TypeError):
+        return getattr(layer, "units", None) or getattr(layer, "filters", None)
+
+
+def _output_site(graph, layer):
+    """(kind, units, layer) of the activation that produces an output: kind "linear" for a
+    Dense/Conv without activation, None when it cannot be told (a merge, a Lambda ...)."""
+    seen = 0
+    while layer is not None and seen < 50:
+        kind = activation_of(layer)
+        if kind is not None:
+            units = _last_dim(layer)
+            if units is None:
+                w = layer if _is_affine(layer) else graph.feeding_weights(layer)
+                units = _last_dim(w) if w is not None else None
+            return kind, units, layer
+        if _is_affine(layer):
+            return "linear", _last_dim(layer), layer
+        if not isinstance(layer, _PASS_THROUGH):
+            return None, None, layer
+        layer, seen = graph.before(layer), seen + 1
+    return None, None, layer
+
+
+# --------------------------------------------------------------------------- losses
+
+@dataclasses.dataclass
+class _LossInfo:
+    label: str          # how the user wrote it, for messages
+    family: str         # "binary", "categorical", "hinge", "regression" or "other"
+    from_logits: bool
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("__", "_")
+
+
+def _family(name):
+    n = _snake(name)
+    if "hinge" in n:
+        return "hinge"
+    if "categorical" in n:
+        return "categorical"
+    if "binary" in n or "bce" in n or "focal" in n:
+        return "binary"
+    if n.endswith("cce"):
+        return "categorical"
+    if any(w in n for w in ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh",
+                            "logcosh")) or n.endswith(("mse", "mae")):
+        return "regression"
+    return "other"
+
+
+def _loss_names():
+    return sorted(set(_registry.names("loss")) | {
+        n for n in dir(keras.losses) if not n.startswith("_")} | {"mse", "mae", "bce"})
+
+
+def _describe_loss(loss):
+    """A `_LossInfo` for one loss given as string, object, class or function."""
+    if isinstance(loss, str):
+        label = loss
+        try:
+            obj = keras.losses.get(loss)
+        except (ValueError, TypeError):
+            close = difflib.get_close_matches(loss, _loss_names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise ValueError(
+                f"`loss`: unknown loss {loss!r}{hint} Expected a Keras or keras_afl loss name "
+                "(`keras-afl list --kind loss` lists keras_afl's), a Loss object or a function."
+            ) from None
+        if obj is None:
+            raise ValueError(f"`loss`: unknown loss {loss!r}. Expected a Keras or keras_afl "
+                             "loss name, a Loss object or a function.")
+    else:
+        obj = loss
+        label = None
+    if isinstance(obj, dict):
+        obj = keras.losses.deserialize(obj)
+    if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
+        obj = obj()
+    from_logits = False
+    if isinstance(obj, keras.losses.Loss):
+        fn = getattr(obj, "fn", None)  # Keras's LossFunctionWrapper
+        name = type(obj).__name__
+        if name == "LossFunctionWrapper" and fn is not None:
+            name = getattr(fn, "__name__", name)
+        from_logits = getattr(obj, "from_logits", None)
+        if from_logits is None:
+            try:
+                from_logits = obj.get_config().get("from_logits", False)
+            except (NotImplementedError, TypeError, AttributeError):
+                from_logits = False
+        label = label or name
+    elif callable(obj):
+        fn = obj
+        kwargs = {}
+        while isinstance(fn, functools.partial):
+            kwargs = {**fn.keywords, **kwargs}
+            fn = fn.func
+        name = getattr(fn, "__name__", type(fn).__name__)
+        from_logits = kwargs.get("from_logits", False)
+        label = label or name
+    else:
+        raise TypeError(
+            f"`loss` must be a loss name, a keras.losses.Loss, a loss function, or a list/dict "
+            f"of those; received {loss!r} (type {type(loss).__name__}). Fix: pass e.g. "
+            "loss='binary_crossentropy' or keras_afl.losses.FocalLoss()."
+        )
+    return _LossInfo(label=label, family=_family(name), from_logits=bool(from_logits))
+
+
+def _losses_per_output(loss, outputs):
+    """[(output name, layer, loss or None)] pairing the loss spec with the outputs."""
+    if isinstance(loss, (list, tuple)):
+        if len(loss) != len(outputs):
+            raise ValueError(
+                f"`loss` is a list of {len(loss)} losses but the model has {len(outputs)} "
+                f"output(s) ({', '.join(n for n, _ in outputs)}); expected one loss per output. "
+                "Fix: pass one loss per output, or a dict keyed by output name.")
+        return [(n, l, x) for (n, l), x in zip(outputs, loss)]
+    if isinstance(loss, dict) and not ("class_name" in loss and "config" in loss):
+        unknown = [k for k in loss if k not in {n for n, _ in outputs}]
+        if unknown:
+            raise ValueError(
+                f"`loss` names output(s) {unknown} that the model does not have; its outputs are "
+                f"{[n for n, _ in outputs]}. Fix: key the dict by those output names.")
+        return [(n, l, loss.get(n)) for n, l in outputs]
+    return [(n, l, loss) for n, l in outputs]
+
+
+# --------------------------------------------------------------------------- rules
+
+def _finding(rule, where, message, fix, severity=None):
+    return Finding(severity or RULES[rule][0], rule, where, message, fix)
+
+
+def _pairing(out_name, kind, units, info):
+    """Rules on one output activation + its loss."""
+    where = (f"output '{out_name}' ({kind}"
+             + (f", {units} unit{'s' if units != 1 else ''}" if units else "")
+             + f") + loss {info.label!r}")
+    classes = f"{units} classes" if units else "several classes"
+    found = []
+    if kind == "softmax" and info.family == "binary" and units != 1:
+        found.append(_finding(
+            "softmax-binary-loss", where,
+            f"a softmax output over {classes} with a binary cross-entropy loss: the loss scores "
+            "each output as an independent yes/no probability while softmax makes the outputs "
+            "compete (they sum to 1), so the model is trained for a different task than the one "
+            "its probabilities describe.",
+            "one label per sample among K classes: categorical_crossentropy (one-hot labels) or "
+            "sparse_categorical_crossentropy (integer labels) with the softmax; several labels "
+            "per sample (multi-label): a sigmoid output with binary cross-entropy."))
+    if kind == "sigmoid" and info.family == "categorical":
+        extra = (" With a single unit the normalised prediction is always 1, so the loss is "
+                 "constant and nothing is learned." if units == 1 else "")
+        found.append(_finding(
+            "sigmoid-categorical-loss", where,
+            "a sigmoid output with a categorical cross-entropy loss: categorical cross-entropy "
+            "expects one probability distribution over the classes (summing to 1), but "
+            "independent sigmoids do not sum to 1." + extra,
+            "single-label multi-class: Dense(K) + softmax with categorical cross-entropy; binary "
+            "or multi-label: keep the sigmoid and use binary cross-entropy (afl_bce) or focal."))
+    if info.family in ("binary", "categorical") and kind == "linear" and not info.from_logits:
+        found.append(_finding(
+            "linear-output-probability-loss", where,
+            "the output is linear (raw scores, any real number) but the loss has "
+            "from_logits=False and reads them as probabilities: scores outside (0, 1) are "
+            "clipped to [1e-7, 1 - 1e-7], so the loss is not the cross-entropy of the scores.",
+            "pass from_logits=True to the loss (e.g. keras_afl.losses.BinaryCrossentropy("
+            "from_logits=True)), or end the model with a sigmoid (binary, multi-label) or "
+            "softmax (multi-class) activation."))
+    if info.family in ("binary", "categorical") and kind in ("sigmoid", "softmax") \
+            and info.from_logits:
+        found.append(_finding(
+            "probability-output-from-logits", where,
+            f"the output is a {kind} (probabilities) but the loss has from_logits=True, which "
+            f"expects raw scores. Keras's and keras_afl's cross-entropies notice the logits a "
+            f"{kind} output carries and use them, with a warning; any other path to the loss "
+            "(a Lambda, another backend, a custom loss) feeds probabilities in as logits.",
+            f"drop from_logits=True (the loss still works stably from the {kind}'s logits), or "
+            f"remove the final {kind} and keep from_logits=True."))
+    if info.family == "hinge" and kind in ("sigmoid", "softmax"):
+        found.append(_finding(
+            "hinge-bounded-output", where,
+            f"hinge loss on a {kind} output: hinge wants raw scores with a margin |score| >= 1, "
+            "but the output stays inside (0, 1), so max(0, 1 - t*y) never reaches 0 -- every "
+            "sample stays a margin violation and the scores are pushed against a bound they "
+            "cannot pass.",
+            f"a linear output (Dense without activation) with hinge loss, or keep the {kind} "
+            "and use binary cross-entropy."))
+    if info.family == "regression" and kind in ("sigmoid", "softmax"):
+        found.append(_finding(
+            "regression-loss-classification-output", where,
+            f"a regression loss on a {kind} (classification) output: the {kind}'s derivative "
+            "multiplies the error, so a confidently wrong prediction gets almost no gradient "
+            "(cross-entropy cancels that factor: its gradient is p - y). If the targets really "
+            "are values in (0, 1), this may be intended.",
+            "classification: binary cross-entropy with a sigmoid, categorical cross-entropy with "
+            "a softmax; regression: a linear output with MSE or Huber."))
+    return found
+
+
+def _is_lecun_normal(init):
+    if not isinstance(init, keras.initializers.VarianceScaling):
+        return False
+    return (abs(float(getattr(init, "scale", 0)) - 1.0) < 1e-6
+            and getattr(init, "mode", None) == "fan_in"
+            and getattr(init, "distribution", None) in ("truncated_normal", "untruncated_normal",
+                                                        "normal"))
+
+
+def _init_name(init):
+    name = type(init).__name__
+    cfg = {}
+    if isinstance(init, keras.initializers.VarianceScaling) and name == "VarianceScaling":
+        cfg = {k: getattr(init, k, None) for k in ("scale", "mode", "distribution")}
+    return name + (f"({', '.join(f'{k}={v!r}' for k, v in cfg.items())})" if cfg else "")
+
+
+def _selu_rules(graph, sites):
+    selu = [s for s in sites if s.kind == "selu"]
+    if not selu:
+        return []
+    found, reported = [], set()
+    for s in selu:
+        w = s.weights
+        if w is None or id(w) in reported or _is_lecun_normal(getattr(w, "kernel_initializer", None)):
+            continue
+        reported.add(id(w))
+        where = f"layer '{w.name}'" + (f" -> '{s.layer.name}'" if w is not s.layer else "")
+        found.append(_finding(
+            "selu-initializer", where,
+            f"SELU fed by '{w.name}' with kernel_initializer={_init_name(w.kernel_initializer)}: "
+            "self-normalisation (activations keeping mean 0 and variance 1 from layer to layer) "
+            "holds only for LeCun-normal weights (variance 1 / fan_in).",
+            f"kernel_initializer='lecun_normal' on '{w.name}'."))
+    first = min(graph.index[id(s.weights if s.weights is not None else s.layer)] for s in selu)
+    for layer in graph.layers[first:]:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(_finding(
+                "selu-batchnorm", f"layer '{layer.name}'",
+                "BatchNormalization in a SELU network: SELU keeps activations normalised by "
+                "itself; batch normalisation is what it replaces, and it changes the statistics "
+                "SELU relies on.",
+                "remove the BatchNormalization (SELU needs none), or use ReLU/ELU layers with "
+                "batch normalisation instead of SELU."))
+        elif isinstance(layer, keras.layers.Dropout):
+            found.append(_finding(
+                "selu-dropout", f"layer '{layer.name}'",
+                f"plain {type(layer).__name__} in a SELU network: it sets units to 0, which "
+                "shifts the mean and variance SELU keeps at 0 and 1.",
+                f"keras.layers.AlphaDropout(rate) instead (it keeps mean and variance; rates "
+                f"of 0.05-0.1 are usual)."))
+    return found
+
+
+def _deep_stack_rule(sites, output_layers):
+    hidden = [s for s in sites if id(s.layer) not in output_layers]
+    found, run = [], []
+
+    def flush():
+        if len(run) >= DEEP_STACK:
+            kinds = "/".join(sorted({s.kind for s in run}))
+            found.append(_finding(
+                "deep-saturating-stack",
+                f"layers '{run[0].layer.name}' ... '{run[-1].layer.name}'",
+                f"{len(run)} consecutive {kinds} hidden layers: their derivatives are at most "
+                "0.25 (sigmoid) or 1 (tanh) and near 0 where they saturate, so the gradient "
+                "shrinks layer by layer (vanishing gradients) and the first layers barely learn.",
+                "ReLU or ELU ('relu', 'afl_relu', 'afl_elu') in the hidden layers; keep "
+                "sigmoid/tanh for outputs and gates."))
+
+    for s in hidden:
+        if s.kind in ("sigmoid", "tanh"):
+            run.append(s)
+        else:
+            flush()
+            run = []
+    flush()
+    return found
+
+
+def _slope_finding(layer, what, values, source):
+    """A `leaky-slope` finding if any slope in `values` is outside (0, 1), else None."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    bad = values[(values <= 0) | (values >= 1)]
+    if bad.size == 0:
+        return None
+    zero = bool(np.all(bad == 0))
+    if values.size == 1:
+        desc = f"{what} {source} {values[0]:g} is outside (0, 1)"
+    else:
+        desc = (f"{what}: {bad.size} of {values.size} {source} are outside (0, 1) "
+                f"(min {values.min():g}, max {values.max():g})")
+    if zero:
+        why = ("a slope of 0 makes it a plain ReLU: negative inputs get no gradient and units "
+               "can die")
+    elif np.any(bad < 0):
+        why = "a negative slope makes the activation non-monotonic (negative inputs turn positive)"
+    else:
+        why = ("a slope of 1 or more makes negative inputs count at least as much as positive "
+               "ones (1: a linear layer, no non-linearity)")
+    fix = ("a small positive slope, e.g. negative_slope=0.01." if what == "Leaky ReLU" else
+           "alpha_initializer=keras.initializers.Constant(0.25) (He et al. 2015; keras_afl's "
+           "PReLU default); if trained slopes leave (0, 1), an alpha_constraint.")
+    return _finding("leaky-slope", f"layer '{layer.name}'", f"{desc}: {why}.", fix,
+                    severity="info" if zero else "warning")
+
+
+def _initializer_constant(init):
+    if isinstance(init, keras.initializers.Zeros):
+        return 0.0
+    if isinstance(init, keras.initializers.Ones):
+        return 1.0
+    if isinstance(init, keras.initializers.Constant):
+        try:
+            return float(np.asarray(init.value).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            return None
+    return None
+
+
+def _slope_rules(sites):
+    found = []
+    for s in sites:
+        layer = s.layer
+        f = None
+        if s.kind == "prelu":
+            alpha = getattr(layer, "alpha", None)
+            if getattr(layer, "built", False) and alpha is not None and hasattr(alpha, "numpy"):
+                f = _slope_finding(layer, "PReLU", keras.ops.convert_to_numpy(alpha),
+                                   "alpha values")
+            else:
+                c = _initializer_constant(getattr(layer, "alpha_initializer", None))
+                if c is not None:
+                    f = _slope_finding(layer, "PReLU", [c], "alpha_initializer constant")
+        elif s.kind == "leaky_relu":
+            slope = getattr(layer, "negative_slope", None)
+            if slope is None:
+                fn = getattr(layer, "activation", None)
+                kw = fn.keywords if isinstance(fn, functools.partial) else {}
+                slope = kw.get("negative_slope", kw.get("alpha"))
+            if slope is not None:
+                f = _slope_finding(layer, "Leaky ReLU", [float(slope)], "negative_slope")
+        if f is not None:
+            found.append(f)
+    return found
+
+
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def lint(model, loss=None):
+    """Checks a Keras model (and its loss) against the activation and loss advice.
+
+    Walks the layers of a Sequential or functional model in order and reports
+    every mismatch the rules in this module's docstring (and `RULES`) find:
+    output activation vs loss (softmax + binary cross-entropy, sigmoid +
+    categorical cross-entropy, a linear output with a `from_logits=False`
+    cross-entropy, ...), SELU without LeCun-normal initialisation or with
+    batch normalisation / plain dropout, deep sigmoid/tanh stacks, Leaky ReLU
+    or PReLU slopes outside (0, 1). Nothing is printed: `print()` the result
+    for a report (`keras-afl lint MODEL.keras` does).
+
+    Args:
+        model: A `keras.Model` (Sequential or functional; built or not).
+        loss: The loss to check the outputs against; default: the compiled
+            `model.loss`. A string name (Keras's or keras_afl's), a
+            `keras.losses.Loss` object or class, a loss function, or a list /
+            dict (keyed by output name) of those for several outputs.
+
+    Returns:
+        `Findings` (a list of `Finding`: severity, rule, where, message,
+        fix), errors first, then warnings, then info.
+
+    Raises:
+        TypeError: `model` is not a Keras model, or `loss` is of a type no loss has.
+        ValueError: an unknown loss name, or a list/dict of losses that does
+            not match the outputs.
+
+    Example:
+    >>> import keras, keras_afl
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    ...                           keras.layers.Dense(3, activation="softmax")])
+    >>> [f.rule for f in keras_afl.lint(model, loss="binary_crossentropy")]
+    ['softmax-binary-loss']
+    >>> print(keras_afl.lint(model, loss="categorical_crossentropy"))
+    no findings
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras.Model (Sequential or functional); received {model!r} "
+            f"(type {type(model).__name__}). Fix: pass the model itself, e.g. lint(model), or "
+            "load a saved one first with keras.models.load_model(path)."
+        )
+    graph = _Graph(model)
+    sites = _sites(graph)
+    outputs = graph.output_layers_of(model)
+    found = []
+
+    out_sites = {}
+    for name, layer in outputs:
+        kind, units, act_layer = _output_site(graph, layer)
+        out_sites[name] = (kind, units, act_layer)
+
+    given = loss if loss is not None else getattr(model, "loss", None)
+    if given is None:
+        found.append(_finding(
+            "no-loss", f"model '{model.name}'",
+            "no loss was given and the model is not compiled, so the output activation / loss "
+            "pairing was not checked.",
+            "pass the loss: lint(model, loss='binary_crossentropy'), or compile the model first "
+            "(`keras-afl lint --loss NAME`)."))
+    else:
+        for name, _, spec in _losses_per_output(given, outputs):
+            if spec is None:
+                continue
+            info = _describe_loss(spec)
+            kind, units, _ = out_sites[name]
+            if info.family == "other":
+                found.append(_finding(
+                    "loss-not-recognised", f"output '{name}' + loss {info.label!r}",
+                    f"the loss {info.label!r} is not one lint knows, so its pairing with the "
+                    "output activation was not checked.",
+                    "nothing to fix if it is intended; for a check, pass a Keras or keras_afl "
+                    "loss as lint(model, loss=...)."))
+                continue
+            if kind is None:
+                continue
+            found.extend(_pairing(name, kind, units, info))
+
+    for s in sites:
+        if s.kind != "softmax":
+            continue
+        units = _last_dim(s.layer)
+        axis = getattr(s.layer, "axis", -1)
+        if units == 1 and axis in (-1, None):
+            found.append(_finding(
+                "softmax-single-unit", f"layer '{s.layer.name}'",
+                "softmax over a single unit always outputs 1.0: its gradient is 0 and the model "
+                "cannot learn from it.",
+                "binary output: Dense(1) with a sigmoid and binary cross-entropy; or Dense(2) "
+                "with softmax and categorical cross-entropy."))
+    found.extend(_selu_rules(graph, sites))
+    output_ids = {id(a) for (_, _, a) in out_sites.values() if a is not None}
+    found.extend(_deep_stack_rule(sites, output_ids))
+    found.extend(_slope_rules(sites))
+    found.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
+    return Findings(found)
