@@ -49,12 +49,26 @@ finite in float16, but a gradient larger than float16's range (65504) -- such
 as 1/p for a probability p < 1.5e-5 of the true class -- becomes inf when cast
 back, as any float16 gradient of that size would; feed logits, or keep the
 final activation in float32 under mixed precision.
+
+Speed. In graph mode (`tf.function`, `model.fit`), a loss computed in float32
+on at least 2**16 elements (2**10 per sample when the batch size is unknown)
+runs as two XLA-compiled kernels called from its custom gradient, forward and
+backward, whether or not the model itself is compiled with XLA: one pass over
+memory each, and nothing full-size kept from the forward for the backward
+(the softmax losses keep two numbers per sample). Each new input shape
+compiles once (a fraction of a second). Eager calls, float64 and small losses
+run plain TensorFlow ops; both paths compute the same formulas and agree to
+float32 rounding. Set `KERAS_AFL_FUSE_LOSSES=0` before importing keras_afl
+to turn the compiled path off (for a device without XLA). Measurements:
+`benchmarks/results.md`.
 """
 
 from __future__ import annotations
 
 import inspect
+import functools
 import numbers
+import os
 import warnings
 
 import keras
@@ -166,11 +180,14 @@ def _match_ranks(y_true, y_pred):
 
 
 def _dense_pair(y_true, x, fn_name):
-    """Labels cast to the computation dtype; ranks matched; shapes checked (ValueError naming both)."""
+    """Labels checked (numeric) and ranks matched; shapes checked (ValueError naming both).
+
+    The labels keep their dtype: each loss body casts them to the computation
+    dtype itself (`_labels`), so that the compiled path reads them as they are.
+    """
     y_true = tf.convert_to_tensor(y_true)
     if not (y_true.dtype.is_floating or y_true.dtype.is_integer or y_true.dtype == tf.bool):
         raise TypeError(f"`y_true` must be numeric; received dtype {y_true.dtype.name}.")
-    y_true = tf.cast(y_true, tf.float32 if x.dtype in _HALF else x.dtype)  # the computation dtype
     y_true, x = _match_ranks(y_true, x)
     if y_true.shape.rank is not None and x.shape.rank is not None and (
         y_true.shape.rank != x.shape.rank or not y_true.shape.is_compatible_with(x.shape)
@@ -183,15 +200,14 @@ def _dense_pair(y_true, x, fn_name):
     return y_true, x
 
 
-def _work(*tensors):
-    """Casts float16/bfloat16 tensors to float32 (the computation dtype).
+def _work(x):
+    """x (y_pred) cast to the computation dtype (float32 for float16/bfloat16), and x's own dtype."""
+    return (tf.cast(x, tf.float32) if x.dtype in _HALF else x), x.dtype
 
-    Returns the tensors and the dtype of the last one (y_pred), for the result.
-    """
-    dtype = tensors[-1].dtype
-    if dtype in _HALF:
-        tensors = tuple(tf.cast(t, tf.float32) if t.dtype == dtype else t for t in tensors)
-    return (*tensors, dtype)
+
+def _labels(y, x):
+    """Labels in x's dtype (inside the loss bodies)."""
+    return y if y.dtype == x.dtype else tf.cast(y, x.dtype)
 
 
 def _done(loss, dtype):
@@ -269,6 +285,139 @@ def _focal_factor(m, gamma):
     return tf.pow(m, gamma)
 
 
+def _smooth_binary(y, ls):
+    return y * (1.0 - ls) + 0.5 * ls if ls else y
+
+
+# --------------------------------------------------------------------------
+# The custom gradient: plain, or compiled into two fused kernels.
+#
+# Each loss is a `body(settings, x, *tensors) -> (per-sample loss, grad)`:
+# `settings` is a tuple of Python values (hyper-parameters), `tensors` the
+# labels and per-class constants, `grad(upstream) -> dloss/dx`. The plain path
+# runs the body as the custom gradient itself: the backward pass reuses the
+# forward's intermediates. The fused path (graph mode, float32, large inputs)
+# compiles the body twice with XLA, as `forward(x, *tensors) -> loss` and
+# `backward(upstream, x, *tensors) -> dloss/dx`, the backward recomputing what
+# it needs from the inputs: each becomes one kernel, one pass over memory, and
+# nothing but the inputs is kept between the two. Same formulas, same ops. The
+# softmax losses have a forward/backward pair of their own (`_SPLIT`) that
+# passes the per-sample max and log-sum-exp from one to the other.
+
+
+def _fuse_from_environment():
+    value = os.environ.get("KERAS_AFL_FUSE_LOSSES", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+# Internal switch, read when a loss is traced. Off: KERAS_AFL_FUSE_LOSSES=0
+# in the environment, or `keras_afl.losses._FUSE = False` before tracing.
+_FUSE = _fuse_from_environment()
+# Below these sizes the two kernel launches cost more than they save (and a
+# compile is not worth its time and memory): the plain path. With an unknown
+# batch size, the size of one sample decides.
+_FUSE_MIN_ELEMENTS = 2**16
+_FUSE_MIN_PER_SAMPLE = 2**10
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_available():
+    return bool(tf.test.is_built_with_xla())
+
+
+def _fused(x, like=None):
+    """Whether the loss on x takes the compiled path: graph mode, float32 computation, large.
+
+    `like` is the prediction (or its static shape) that measures the size (default x).
+    """
+    if not (_FUSE and x.dtype == tf.float32 and not tf.executing_eagerly() and _xla_available()):
+        return False
+    shape = x.shape if like is None else tf.TensorShape(getattr(like, "shape", like))
+    if shape.rank is None or shape.rank == 0:
+        return False
+    n = shape.num_elements()
+    if n is not None:
+        return n >= _FUSE_MIN_ELEMENTS
+    per_sample = shape[1:].num_elements()
+    return per_sample is not None and per_sample >= _FUSE_MIN_PER_SAMPLE
+
+
+def _barrier(*structure):
+    """The tensors of a nested structure, behind an XLA optimization barrier (identity gradient).
+
+    Inside a model compiled with XLA the compiled loss functions are inlined;
+    the barrier keeps XLA from merging the backward's recomputation with the
+    forward's, which would make it keep full-size intermediates in memory
+    between the two.
+    """
+    from tensorflow.compiler.tf2xla.python import xla  # no public API
+
+    @tf.custom_gradient
+    def _identity(*tensors):
+        return list(xla.optimization_barrier(*tensors)), lambda *g: list(g)
+
+    flat = tf.nest.flatten(structure)
+    return tf.nest.pack_sequence_as(structure, _identity(*flat) if flat else [])
+
+
+# body -> (forward, backward) written for the compiled path, where the forward
+# hands per-sample statistics to the backward (see `_softmax_stats`):
+# forward(settings, x, *tensors) -> (loss, saved); backward(settings, upstream,
+# saved, x, *tensors) -> dloss/dx. Filled in below the bodies.
+_SPLIT = {}
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(body, settings):
+    """XLA-compiled (forward, backward) of a loss body, shared by every trace with these settings.
+
+    forward(x, *tensors) -> (loss, saved); backward(upstream, saved, x, *tensors) -> dloss/dx.
+    """
+    split = _SPLIT.get(body)
+
+    def forward(x, *tensors):
+        if split:
+            return split[0](settings, x, *tensors)
+        return body(settings, x, *tensors)[0], ()
+
+    def backward(upstream, saved, x, *tensors):
+        upstream, saved, x, tensors = _barrier(upstream, saved, x, tensors)
+        if split:
+            return split[1](settings, upstream, saved, x, *tensors)
+        return body(settings, x, *tensors)[1](upstream)
+
+    name = body.__name__.strip("_")
+    forward.__name__, backward.__name__ = f"{name}_forward", f"{name}_backward"
+    return (tf.function(forward, jit_compile=True, autograph=False),
+            tf.function(backward, jit_compile=True, autograph=False))
+
+
+def _custom_loss(body, settings, x, *tensors, like=None):
+    """The per-sample loss of body with its analytic gradient (with respect to x only).
+
+    `like`: the prediction before any flattening, for the size rule of `_fused`.
+    """
+    if _fused(x, like):
+        forward, backward = _compiled(body, settings)
+
+        @tf.custom_gradient
+        def _loss(x):
+            loss, saved = forward(x, *tensors)
+
+            def grad(upstream):
+                return backward(upstream, saved, x, *tensors)
+
+            return loss, grad
+
+    else:
+
+        @tf.custom_gradient
+        def _loss(x):
+            return body(settings, x, *tensors)
+
+    return _loss(x)
+
+
 # --------------------------------------------------------------------------
 # Regression.
 
@@ -301,20 +450,19 @@ def mean_squared_error(y_true, y_pred):
     """
     y_pred = as_float_tensor(y_pred, "y_pred")
     y_true, y_pred = _dense_pair(y_true, y_pred, "mean_squared_error")
-    y_true, y_pred, dtype = _work(y_true, y_pred)
-    scale = 2.0 * _inv_size(y_pred)
+    y_pred, dtype = _work(y_pred)
+    return _done(_custom_loss(_mse, (), y_pred, y_true), dtype)
 
-    @tf.custom_gradient
-    def _mse(x):
-        d = x - y_true
-        loss = tf.reduce_mean(tf.square(d), axis=-1)
 
-        def grad(g):
-            return (g * scale)[..., None] * d
+def _mse(settings, x, y):
+    y = _labels(y, x)
+    d = x - y
+    loss = tf.reduce_mean(tf.square(d), axis=-1)
 
-        return loss, grad
+    def grad(g):
+        return (g * (2.0 * _inv_size(x)))[..., None] * d
 
-    return _done(_mse(y_pred), dtype)
+    return loss, grad
 
 
 @_register
@@ -352,23 +500,23 @@ def huber(y_true, y_pred, delta=1.0):
     delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
     y_pred = as_float_tensor(y_pred, "y_pred")
     y_true, y_pred = _dense_pair(y_true, y_pred, "huber")
-    y_true, y_pred, dtype = _work(y_true, y_pred)
-    inv_n = _inv_size(y_pred)
-    d_t = tf.constant(delta, y_pred.dtype)
+    y_pred, dtype = _work(y_pred)
+    return _done(_custom_loss(_huber, (delta,), y_pred, y_true), dtype)
 
-    @tf.custom_gradient
-    def _huber(x):
-        e = x - y_true
-        a = tf.abs(e)
-        c = tf.minimum(a, d_t)
-        loss = tf.reduce_mean(0.5 * tf.square(c) + d_t * (a - c), axis=-1)
 
-        def grad(g):
-            return (g * inv_n)[..., None] * tf.clip_by_value(e, -d_t, d_t)
+def _huber(settings, x, y):
+    (delta,) = settings
+    y = _labels(y, x)
+    d_t = tf.constant(delta, x.dtype)
+    e = x - y
+    a = tf.abs(e)
+    c = tf.minimum(a, d_t)
+    loss = tf.reduce_mean(0.5 * tf.square(c) + d_t * (a - c), axis=-1)
 
-        return loss, grad
+    def grad(g):
+        return (g * _inv_size(x))[..., None] * tf.clip_by_value(e, -d_t, d_t)
 
-    return _done(_huber(y_pred), dtype)
+    return loss, grad
 
 
 @_register
@@ -414,27 +562,34 @@ def hinge(y_true, y_pred, label_format="auto"):
         )
     y_pred = as_float_tensor(y_pred, "y_pred")
     y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
-    y_true, y_pred, dtype = _work(y_true, y_pred)
+    y_pred, dtype = _work(y_pred)
+    if label_format == "auto":
+        # 1.0 for a batch of 0/1 labels (t = 2y - 1), 0.0 otherwise (t = y), decided on the
+        # labels in the computation dtype (a widening float cast is exact: skip it).
+        y = y_true
+        if not (y.dtype.is_floating and y.dtype.size <= y_pred.dtype.size):
+            y = tf.cast(y, y_pred.dtype)
+        binary = tf.cast(tf.reduce_all((y == 0.0) | (y == 1.0)), y_pred.dtype)
+        return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true, binary), dtype)
+    return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true), dtype)
+
+
+def _hinge(settings, x, y, binary=None):
+    (label_format,) = settings
+    y = _labels(y, x)
     if label_format == "signed":
-        t = y_true
+        t = y
     elif label_format == "binary":
-        t = 2.0 * y_true - 1.0
-    else:
-        is_binary = tf.reduce_all((y_true == 0.0) | (y_true == 1.0))
-        t = tf.cond(is_binary, lambda: 2.0 * y_true - 1.0, lambda: y_true)
-    neg_inv_n = -_inv_size(y_pred)
+        t = 2.0 * y - 1.0
+    else:  # y (1 + b) - b: 2y - 1 for b = 1, y itself (exactly) for b = 0
+        t = y * (1.0 + binary) - binary
+    m = 1.0 - t * x
+    loss = tf.reduce_mean(tf.nn.relu(m), axis=-1)
 
-    @tf.custom_gradient
-    def _hinge(x):
-        m = 1.0 - t * x
-        loss = tf.reduce_mean(tf.nn.relu(m), axis=-1)
+    def grad(g):
+        return (g * -_inv_size(x))[..., None] * t * tf.cast(m >= 0.0, m.dtype)
 
-        def grad(g):
-            return (g * neg_inv_n)[..., None] * t * tf.cast(m >= 0.0, m.dtype)
-
-        return loss, grad
-
-    return _done(_hinge(y_pred), dtype)
+    return loss, grad
 
 
 # --------------------------------------------------------------------------
@@ -483,54 +638,46 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     pw = _check_weights(pos_weight, "pos_weight")
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
     y, x = _dense_pair(y_true, x, "binary_crossentropy")
-    y, x, dtype = _work(y, x)
-    if ls:
-        y = y * (1.0 - ls) + 0.5 * ls
+    x, dtype = _work(x)
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
-    inv_n = _inv_size(x)
-
+    weights = () if w is None else (w,)
     if from_logits:
-        if w is None:
+        return _done(_custom_loss(_bce_logits, (ls,), x, y, *weights), dtype)
+    return _done(_custom_loss(_bce_probabilities, (ls, keras.config.epsilon()), x, y, *weights), dtype)
 
-            @tf.custom_gradient
-            def _bce(z):
-                loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z), -1)
 
-                def grad(g):
-                    return (g * inv_n)[..., None] * (tf.math.sigmoid(z) - y)
+def _bce_logits(settings, z, y, w=None):
+    (ls,) = settings
+    y = _smooth_binary(_labels(y, z), ls)
+    inv_n = _inv_size(z)
+    if w is None:
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z), -1)
 
-                return loss, grad
-
-        else:
-            wy = w * y
-            lw = 1.0 + (w - 1.0) * y
-
-            @tf.custom_gradient
-            def _bce(z):
-                loss = tf.reduce_mean(
-                    tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=z, pos_weight=w), -1)
-
-                def grad(g):
-                    return (g * inv_n)[..., None] * (lw * tf.math.sigmoid(z) - wy)
-
-                return loss, grad
+        def grad(g):
+            return (g * inv_n)[..., None] * (tf.math.sigmoid(z) - y)
 
     else:
-        eps = keras.config.epsilon()
-        wy = y if w is None else w * y
-        ny = 1.0 - y
+        loss = tf.reduce_mean(
+            tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=z, pos_weight=w), -1)
 
-        @tf.custom_gradient
-        def _bce(p):
-            cp, cq = _clip_pair(p, eps)
-            loss = -tf.reduce_mean(wy * tf.math.log(cp) + ny * tf.math.log(cq), -1)
+        def grad(g):
+            return (g * inv_n)[..., None] * ((1.0 + (w - 1.0) * y) * tf.math.sigmoid(z) - w * y)
 
-            def grad(g):
-                return (g * inv_n)[..., None] * (ny / cq - wy / cp)
+    return loss, grad
 
-            return loss, grad
 
-    return _done(_bce(x), dtype)
+def _bce_probabilities(settings, p, y, w=None):
+    ls, eps = settings
+    y = _smooth_binary(_labels(y, p), ls)
+    wy = y if w is None else w * y
+    ny = 1.0 - y
+    cp, cq = _clip_pair(p, eps)
+    loss = -tf.reduce_mean(wy * tf.math.log(cp) + ny * tf.math.log(cq), -1)
+
+    def grad(g):
+        return (g * _inv_size(p))[..., None] * (ny / cq - wy / cp)
+
+    return loss, grad
 
 
 @_register
@@ -586,113 +733,120 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
     y, x = _dense_pair(y_true, x, "focal")
-    y, x, dtype = _work(y, x)
-    if ls:
-        y = y * (1.0 - ls) + 0.5 * ls
-    # alpha_t / N = (alpha y + (1 - alpha)(1 - y)) / N, from the labels only.
-    inv_n = _inv_size(x)
-    scale = inv_n if alpha is None else y * ((2.0 * alpha - 1.0) * inv_n) + (1.0 - alpha) * inv_n
-    tiny = _tiny(x.dtype)
-
+    x, dtype = _work(x)
     if from_logits:
+        return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y), dtype)
+    return _done(_custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon()), x, y),
+                 dtype)
 
-        @tf.custom_gradient
-        def _focal(z):
-            ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)
-            p = tf.math.sigmoid(z)
-            if gamma == 0.0:
-                f = scale
-            else:
-                q = tf.math.sigmoid(-z)
-                m = p + y * (q - p)  # y q + (1 - y) p
-                f = scale * _focal_factor(m, gamma)
-            loss = tf.reduce_sum(f * ce, -1)
 
-            def grad(g):
-                d = p - y
-                if gamma != 0.0:  # gamma (2y - 1) (p q / m) CE
-                    d = d - (y * (2.0 * gamma) - gamma) * (p * q / tf.maximum(m, tiny)) * ce
-                return g[..., None] * f * d
+def _focal_scale(y, x, alpha):
+    """alpha_t / N = (alpha y + (1 - alpha)(1 - y)) / N, from the labels only (1 / N for None)."""
+    inv_n = _inv_size(x)
+    return inv_n if alpha is None else y * ((2.0 * alpha - 1.0) * inv_n) + (1.0 - alpha) * inv_n
 
-            return loss, grad
 
+def _focal_logits(settings, z, y):
+    gamma, alpha, ls = settings
+    y = _smooth_binary(_labels(y, z), ls)
+    scale = _focal_scale(y, z, alpha)
+    # One exp, one log1p, one division for CE, p and q: e = exp(-|z|), r = 1 / (1 + e).
+    # CE is TF's sigmoid_cross_entropy_with_logits, op for op.
+    pos = z >= 0.0
+    e = tf.exp(tf.where(pos, -z, z))
+    ce = (tf.where(pos, z, tf.zeros_like(z)) - z * y) + tf.math.log1p(e)
+    r = 1.0 / (1.0 + e)
+    p = tf.where(pos, r, e * r)  # sigmoid(z)
+    if gamma == 0.0:
+        f = scale
     else:
-        eps = keras.config.epsilon()
+        q = tf.where(pos, e * r, r)  # sigmoid(-z), not 1 - p
+        m = p + y * (q - p)  # y q + (1 - y) p
+        f = scale * _focal_factor(m, gamma)
+    loss = tf.reduce_sum(f * ce, -1)
 
-        @tf.custom_gradient
-        def _focal(p):
-            cp, cq = _clip_pair(p, eps)
-            lq = tf.math.log(cq)
-            ce = -(lq + y * (tf.math.log(cp) - lq))
-            if gamma == 0.0:
-                f = scale
-            else:
-                m = cp + y * (cq - cp)  # y (1 - p) + (1 - y) p, >= eps
-                f = scale * _focal_factor(m, gamma)
-            loss = tf.reduce_sum(f * ce, -1)
+    def grad(g):
+        d = p - y
+        if gamma != 0.0:  # gamma (2y - 1) (p q / m) CE
+            d = d - (y * (2.0 * gamma) - gamma) * (p * q / tf.maximum(m, _tiny(z.dtype))) * ce
+        return g[..., None] * f * d
 
-            def grad(g):
-                d = (1.0 - y) / cq - y / cp
-                if gamma != 0.0:  # + gamma (1 - 2y) CE / m
-                    d = d + (gamma - y * (2.0 * gamma)) * ce / m
-                return g[..., None] * f * d
+    return loss, grad
 
-            return loss, grad
 
-    return _done(_focal(x), dtype)
+def _focal_probabilities(settings, p, y):
+    gamma, alpha, ls, eps = settings
+    y = _smooth_binary(_labels(y, p), ls)
+    scale = _focal_scale(y, p, alpha)
+    cp, cq = _clip_pair(p, eps)
+    lq = tf.math.log(cq)
+    ce = -(lq + y * (tf.math.log(cp) - lq))
+    if gamma == 0.0:
+        f = scale
+    else:
+        m = cp + y * (cq - cp)  # y (1 - p) + (1 - y) p, >= eps
+        f = scale * _focal_factor(m, gamma)
+    loss = tf.reduce_sum(f * ce, -1)
+
+    def grad(g):
+        d = (1.0 - y) / cq - y / cp
+        if gamma != 0.0:  # + gamma (1 - 2y) CE / m
+            d = d + (gamma - y * (2.0 * gamma)) * ce / m
+        return g[..., None] * f * d
+
+    return loss, grad
 
 
 # --------------------------------------------------------------------------
 # Categorical cross-entropy family.
 
 
-def _dense_categorical(y_true, y_pred, from_logits, axis, label_smoothing, fn_name):
-    """Shared preparation: logits/probabilities with the class axis last, labels smoothed."""
+def _dense_categorical(y_true, y_pred, from_logits, axis, fn_name):
+    """Shared preparation: logits/probabilities and labels with the class axis last."""
     y_pred = as_float_tensor(y_pred, "y_pred")
     axis = normalize_axis(axis, y_pred.shape.rank)
     x, from_logits = _select(y_pred, from_logits, "Softmax" if _is_last(axis, y_pred) else None,
                              fn_name)
     y, x = _dense_pair(y_true, x, fn_name)
-    y, x, dtype = _work(y, x)
+    x, dtype = _work(x)
     y, x = _class_axis_last(y, axis), _class_axis_last(x, axis)
-    if label_smoothing:
-        y = y * (1.0 - label_smoothing) + label_smoothing * _inv_size(x)
     return y, x, from_logits, dtype
 
 
-def _categorical_from_probabilities(ay, p, gamma):
+def _smooth_categorical(y, ls, x):
+    return y * (1.0 - ls) + ls * _inv_size(x) if ls else y
+
+
+def _categorical_probabilities(settings, p, y, a=None):
     """(Focal) categorical cross-entropy from probabilities, classes on the last axis.
 
-    ay = alpha * y (or y). Probabilities are normalised to sum to 1 (a row summing
-    to less than eps is divided by eps), then clipped.
+    Labels smoothed, then weighted by alpha (if any). Probabilities are normalised
+    to sum to 1 (a row summing to less than eps is divided by eps), then clipped.
     """
-    eps = keras.config.epsilon()
+    gamma, ls, eps = settings
+    y = _smooth_categorical(_labels(y, p), ls, p)
+    ay = y if a is None else a * y
+    s = tf.maximum(tf.reduce_sum(p, -1, keepdims=True), eps)
+    n = p / s
+    c = tf.clip_by_value(n, eps, 1.0 - eps)
+    lc = tf.math.log(c)
+    if gamma == 0.0:
+        weighted = ay
+    else:
+        oc = 1.0 - c  # >= about eps
+        weighted = ay * _focal_factor(oc, gamma)
+    loss = -tf.reduce_sum(weighted * lc, -1)
 
-    @tf.custom_gradient
-    def _cce_p(p):
-        s = tf.maximum(tf.reduce_sum(p, -1, keepdims=True), eps)
-        n = p / s
-        c = tf.clip_by_value(n, eps, 1.0 - eps)
-        lc = tf.math.log(c)
+    def grad(g):
+        # u = dloss/dc at the clipped point; then through the normalisation n = p / s.
         if gamma == 0.0:
-            weighted = ay
+            u = -weighted / c
         else:
-            oc = 1.0 - c  # >= about eps
-            weighted = ay * _focal_factor(oc, gamma)
-        loss = -tf.reduce_sum(weighted * lc, -1)
+            u = weighted * (gamma * lc / oc - 1.0 / c)
+        du = u - tf.reduce_sum(u * n, -1, keepdims=True)
+        return g[..., None] * du / s
 
-        def grad(g):
-            # u = dloss/dc at the clipped point; then through the normalisation n = p / s.
-            if gamma == 0.0:
-                u = -weighted / c
-            else:
-                u = weighted * (gamma * lc / oc - 1.0 / c)
-            du = u - tf.reduce_sum(u * n, -1, keepdims=True)
-            return g[..., None] * du / s
-
-        return loss, grad
-
-    return _cce_p(p)
+    return loss, grad
 
 
 @_register
@@ -734,30 +888,58 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     y, x, from_logits, dtype = _dense_categorical(
-        y_true, y_pred, from_logits, axis, ls, "categorical_crossentropy")
-
+        y_true, y_pred, from_logits, axis, "categorical_crossentropy")
     if not from_logits:
-        return _done(_categorical_from_probabilities(y, x, 0.0), dtype)
+        return _done(_custom_loss(_categorical_probabilities, (0.0, ls, keras.config.epsilon()), x, y),
+                     dtype)
+    return _done(_custom_loss(_cce_logits, (ls,), x, y), dtype)
 
+
+def _cce_logits(settings, z, y):
     # TF's fused kernel: its loss is exact for any labels, its backprop softmax - y
     # only for labels that sum to 1. With s = sum(y), the gradient is
     # s softmax - y = s bp + (s - 1) y; the correction is skipped when every s == 1.
-    @tf.custom_gradient
-    def _cce(z):
-        flat_loss, flat_bp = tf.raw_ops.SoftmaxCrossEntropyWithLogits(
-            features=tf.reshape(z, [-1, _num_classes(z)]),
-            labels=tf.reshape(y, [-1, _num_classes(z)]))
-        loss = _reshape_batch(flat_loss, z)
-        bp = tf.reshape(flat_bp, tf.shape(z))
+    (ls,) = settings
+    y = _smooth_categorical(_labels(y, z), ls, z)
+    flat_loss, flat_bp = tf.raw_ops.SoftmaxCrossEntropyWithLogits(
+        features=tf.reshape(z, [-1, _num_classes(z)]),
+        labels=tf.reshape(y, [-1, _num_classes(z)]))
+    loss = _reshape_batch(flat_loss, z)
+    bp = tf.reshape(flat_bp, tf.shape(z))
 
-        def grad(g):
-            s = tf.reduce_sum(y, -1, keepdims=True)
-            d = tf.cond(tf.reduce_all(s == 1.0), lambda: bp, lambda: s * bp + (s - 1.0) * y)
-            return g[..., None] * d
+    def grad(g):
+        s = tf.reduce_sum(y, -1, keepdims=True)
+        d = tf.cond(tf.reduce_all(s == 1.0), lambda: bp, lambda: s * bp + (s - 1.0) * y)
+        return g[..., None] * d
 
-        return loss, grad
+    return loss, grad
 
-    return _done(_cce(x), dtype)
+
+def _softmax_stats(z):
+    """Per-sample max m and l = log(sum(exp(z - m))) along the last axis; log_softmax = (z - m) - l.
+
+    The compiled forward of the softmax losses saves (m, l) -- one number each per
+    sample -- so that the backward is one pass over z: softmax = exp((z - m) - l),
+    exactly as TF's LogSoftmax kernel computes it.
+    """
+    m = tf.reduce_max(z, -1, keepdims=True)
+    zm = z - m
+    return zm, (m, tf.math.log(tf.reduce_sum(tf.exp(zm), -1, keepdims=True)))
+
+
+def _cce_logits_forward(settings, z, y):
+    (ls,) = settings
+    y = _smooth_categorical(_labels(y, z), ls, z)
+    zm, (m, l) = _softmax_stats(z)
+    loss = tf.reduce_sum(y * (l - zm), -1)  # TF's kernel: sum(y (log sum exp(z - m) - (z - m)))
+    return loss, (m, l, tf.reduce_sum(y, -1, keepdims=True))
+
+
+def _cce_logits_backward(settings, g, saved, z, y):
+    (ls,) = settings
+    y = _smooth_categorical(_labels(y, z), ls, z)
+    m, l, s = saved
+    return g[..., None] * (s * tf.exp((z - m) - l) - y)  # s softmax - y
 
 
 @_register
@@ -808,37 +990,49 @@ def categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=False, 
     alpha = _check_weights(alpha, "alpha", high=1.0)
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    y, x, from_logits, dtype = _dense_categorical(
-        y_true, y_pred, from_logits, axis, ls, "categorical_focal")
+    y, x, from_logits, dtype = _dense_categorical(y_true, y_pred, from_logits, axis, "categorical_focal")
     a = _per_class(alpha, x, "alpha", "categorical_focal")
-    ay = y if a is None else a * y
-
+    alphas = () if a is None else (a,)
     if not from_logits:
-        return _done(_categorical_from_probabilities(ay, x, gamma), dtype)
+        return _done(_custom_loss(_categorical_probabilities, (gamma, ls, keras.config.epsilon()), x, y,
+                                  *alphas), dtype)
+    return _done(_custom_loss(_cfocal_logits, (gamma, ls), x, y, *alphas), dtype)
 
-    @tf.custom_gradient
-    def _cfocal(z):
+
+def _cfocal_logits(settings, z, y, a=None, lp=None):
+    gamma, ls = settings
+    y = _smooth_categorical(_labels(y, z), ls, z)
+    ay = y if a is None else a * y
+    if lp is None:
         lp = tf.nn.log_softmax(z, axis=-1)
+    if gamma == 0.0:
+        weighted = ay
+    else:
+        om = -tf.math.expm1(lp)  # 1 - p, accurate near p = 1
+        weighted = ay * _focal_factor(om, gamma)
+    loss = -tf.reduce_sum(weighted * lp, -1)
+
+    def grad(g):
+        p = tf.exp(lp)
         if gamma == 0.0:
-            weighted = ay
+            w = weighted
         else:
-            om = -tf.math.expm1(lp)  # 1 - p, accurate near p = 1
-            weighted = ay * _focal_factor(om, gamma)
-        loss = -tf.reduce_sum(weighted * lp, -1)
+            pos = om > 0.0
+            h = tf.where(pos, -lp / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
+            w = weighted * (1.0 + gamma * p * h)
+        return g[..., None] * (p * tf.reduce_sum(w, -1, keepdims=True) - w)
 
-        def grad(g):
-            p = tf.exp(lp)
-            if gamma == 0.0:
-                w = weighted
-            else:
-                pos = om > 0.0
-                h = tf.where(pos, -lp / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
-                w = weighted * (1.0 + gamma * p * h)
-            return g[..., None] * (p * tf.reduce_sum(w, -1, keepdims=True) - w)
+    return loss, grad
 
-        return loss, grad
 
-    return _done(_cfocal(x), dtype)
+def _cfocal_logits_forward(settings, z, y, a=None):
+    zm, (m, l) = _softmax_stats(z)
+    return _cfocal_logits(settings, z, y, a, lp=zm - l)[0], (m, l)
+
+
+def _cfocal_logits_backward(settings, g, saved, z, y, a=None):
+    m, l = saved
+    return _cfocal_logits(settings, z, y, a, lp=(z - m) - l)[1](g)
 
 
 # --------------------------------------------------------------------------
@@ -871,7 +1065,7 @@ def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
             f"without the class axis ({tuple(batch_shape)}); received y_true.shape="
             f"{tuple(t.shape)} and y_pred.shape={tuple(x.shape)}."
         )
-    (x, dtype) = _work(x)
+    x, dtype = _work(x)
     x = _class_axis_last(x, axis)
     static_batch = x.shape[:-1]
     t = tf.cast(t, tf.int32) if t.dtype != tf.int64 else t
@@ -898,6 +1092,11 @@ def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
     return x2, safe, factor, from_logits, (batch, static_batch), valid, dtype
 
 
+def _unflattened(x2, batch):
+    """The static shape of the (M, K) predictions before flattening: batch shape + (K,)."""
+    return batch[1].concatenate(x2.shape[-1:])
+
+
 def _sparse_finish(flat_loss, batch, valid, dtype):
     batch, static_batch = batch
     loss = tf.reshape(flat_loss, batch)
@@ -913,34 +1112,28 @@ def _sparse_finish(flat_loss, batch, valid, dtype):
     return loss
 
 
-def _sparse_from_probabilities(p, t, factor, gamma, a_t):
+def _sparse_probabilities(settings, p, t, factor, a_t=None):
     """(Focal) sparse categorical cross-entropy from probabilities (M, K); see categorical_focal."""
-    eps = keras.config.epsilon()
-    k = _num_classes(p)
+    gamma, eps = settings
+    s = tf.maximum(tf.reduce_sum(p, -1), eps)
+    n_t = tf.gather(p, t, batch_dims=1) / s
+    c = tf.clip_by_value(n_t, eps, 1.0 - eps)
+    lc = tf.math.log(c)
+    wt = factor if a_t is None else factor * a_t
+    if gamma != 0.0:
+        oc = 1.0 - c
+        wt = wt * _focal_factor(oc, gamma)
+    loss = -wt * lc
 
-    @tf.custom_gradient
-    def _scce_p(p):
-        s = tf.maximum(tf.reduce_sum(p, -1), eps)
-        n_t = tf.gather(p, t, batch_dims=1) / s
-        c = tf.clip_by_value(n_t, eps, 1.0 - eps)
-        lc = tf.math.log(c)
-        wt = factor if a_t is None else factor * a_t
-        if gamma != 0.0:
-            oc = 1.0 - c
-            wt = wt * _focal_factor(oc, gamma)
-        loss = -wt * lc
+    def grad(g):
+        if gamma == 0.0:
+            u = -wt / c
+        else:
+            u = wt * (gamma * lc / oc - 1.0 / c)
+        onehot = tf.one_hot(t, _num_classes(p), dtype=p.dtype)
+        return (g * u / s)[:, None] * (onehot - n_t[:, None])
 
-        def grad(g):
-            if gamma == 0.0:
-                u = -wt / c
-            else:
-                u = wt * (gamma * lc / oc - 1.0 / c)
-            onehot = tf.one_hot(t, k, dtype=p.dtype)
-            return (g * u / s)[:, None] * (onehot - n_t[:, None])
-
-        return loss, grad
-
-    return _scce_p(p)
+    return loss, grad
 
 
 @_register
@@ -986,19 +1179,42 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_crossentropy")
 
     if not from_logits:
-        return _sparse_finish(_sparse_from_probabilities(x, t, factor, 0.0, None), batch, valid, dtype)
+        loss = _custom_loss(_sparse_probabilities, (0.0, keras.config.epsilon()), x, t, factor,
+                            like=_unflattened(x, batch))
+    else:
+        loss = _custom_loss(_scce_logits, (), x, t, factor, like=_unflattened(x, batch))
+    return _sparse_finish(loss, batch, valid, dtype)
 
-    @tf.custom_gradient
-    def _scce(z):
-        ce, bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
-        loss = factor * ce
 
-        def grad(g):
-            return (g * factor)[:, None] * bp
+def _scce_logits(settings, z, t, factor):
+    ce, bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
+    loss = factor * ce
 
-        return loss, grad
+    def grad(g):
+        return (g * factor)[:, None] * bp
 
-    return _sparse_finish(_scce(x), batch, valid, dtype)
+    return loss, grad
+
+
+def _sparse_ce_and_stats(z, t):
+    """TF's sparse kernel's loss, log(sum(exp(z - m))) - (z_t - m), and the saved (m, l)."""
+    zm, (m, l) = _softmax_stats(z)
+    return l[:, 0] - tf.gather(zm, t, batch_dims=1), (m, l)
+
+
+def _sparse_backprop(saved, z, t):
+    """softmax(z) - onehot(t) from the saved statistics (the sparse kernel's backprop)."""
+    m, l = saved[:2]
+    return tf.exp((z - m) - l) - tf.one_hot(t, _num_classes(z), dtype=z.dtype)
+
+
+def _scce_logits_forward(settings, z, t, factor):
+    ce, saved = _sparse_ce_and_stats(z, t)
+    return factor * ce, saved
+
+
+def _scce_logits_backward(settings, g, saved, z, t, factor):
+    return (g * factor)[:, None] * _sparse_backprop(saved, z, t)
 
 
 @_register
@@ -1049,34 +1265,57 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
     a = _per_class(alpha, x, "alpha", "sparse_categorical_focal")
     a_t = None if a is None else (tf.gather(a, t) if a.shape.rank else a)
 
+    alphas = () if a_t is None else (a_t,)
     if not from_logits:
-        return _sparse_finish(_sparse_from_probabilities(x, t, factor, gamma, a_t), batch, valid, dtype)
+        loss = _custom_loss(_sparse_probabilities, (gamma, keras.config.epsilon()), x, t, factor, *alphas,
+                            like=_unflattened(x, batch))
+    else:
+        loss = _custom_loss(_sfocal_logits, (gamma,), x, t, factor, *alphas, like=_unflattened(x, batch))
+    return _sparse_finish(loss, batch, valid, dtype)
 
+
+def _sfocal_logits(settings, z, t, factor, a_t=None, ce_bp=None):
+    (gamma,) = settings
     wt0 = factor if a_t is None else factor * a_t
+    if ce_bp is None:
+        ce_bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
+    ce, bp = ce_bp
+    if gamma == 0.0:
+        wt = wt0
+    else:
+        om = -tf.math.expm1(-ce)  # 1 - p_t
+        wt = wt0 * _focal_factor(om, gamma)
+    loss = wt * ce
 
-    @tf.custom_gradient
-    def _sfocal(z):
-        ce, bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
+    def grad(g):
         if gamma == 0.0:
-            wt = wt0
+            w = wt
         else:
-            om = -tf.math.expm1(-ce)  # 1 - p_t
-            wt = wt0 * _focal_factor(om, gamma)
-        loss = wt * ce
+            p_t = tf.exp(-ce)
+            pos = om > 0.0
+            h = tf.where(pos, ce / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
+            w = wt * (1.0 + gamma * p_t * h)
+        return (g * w)[:, None] * bp
 
-        def grad(g):
-            if gamma == 0.0:
-                w = wt
-            else:
-                p_t = tf.exp(-ce)
-                pos = om > 0.0
-                h = tf.where(pos, ce / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
-                w = wt * (1.0 + gamma * p_t * h)
-            return (g * w)[:, None] * bp
+    return loss, grad
 
-        return loss, grad
 
-    return _sparse_finish(_sfocal(x), batch, valid, dtype)
+def _sfocal_logits_forward(settings, z, t, factor, a_t=None):
+    ce, saved = _sparse_ce_and_stats(z, t)
+    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=(ce, None))[0], (*saved, ce)
+
+
+def _sfocal_logits_backward(settings, g, saved, z, t, factor, a_t=None):
+    ce_bp = (saved[2], _sparse_backprop(saved, z, t))
+    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=ce_bp)[1](g)
+
+
+_SPLIT.update({
+    _cce_logits: (_cce_logits_forward, _cce_logits_backward),
+    _cfocal_logits: (_cfocal_logits_forward, _cfocal_logits_backward),
+    _scce_logits: (_scce_logits_forward, _scce_logits_backward),
+    _sfocal_logits: (_sfocal_logits_forward, _sfocal_logits_backward),
+})
 
 
 # --------------------------------------------------------------------------
@@ -1432,3 +1671,4 @@ class SparseCategoricalFocalLoss(_Loss):
     def _settings(self):
         return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),
                 "from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
