@@ -51,6 +51,7 @@ import tensorflow as tf
 import keras_afl
 from keras_afl import activations as A
 from keras_afl import losses as L
+from keras_afl.losses import _core as _losses_core
 
 __all__ = ["run", "main_table", "summary", "summary_table", "write_reports", "TARGETS"]
 
@@ -586,7 +587,7 @@ def machine():
         "keras_afl": keras_afl.__version__,
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "xla_built": bool(tf.test.is_built_with_xla()),
-        "fused_losses": bool(L._FUSE),
+        "fused_losses": bool(_losses_core._FUSE),
     }
     try:
         with open("/proc/meminfo") as f:

@@ -306,7 +306,7 @@ def entry_record(e):
         "name": e.name,
         "kind": e.kind,
         "aliases": list(e.aliases),
-        "object": f"{e.obj.__module__}.{e.obj.__qualname__}",
+        "object": _public_path(e.obj),
         "parameters": {k: _jsonable(v) for k, v in e.parameters().items()},
         "formula": e.formula,
         "derivative": e.derivative,
@@ -315,6 +315,17 @@ def entry_record(e):
         "uses": list(e.uses),
         "pairings": list(e.pairings),
     }
+
+
+def _public_path(obj):
+    """`module.name` of obj through the package that exports it: `keras_afl.losses.FocalLoss`,
+    not `keras_afl.losses.classes.FocalLoss` (a family module of a package keeps its name)."""
+    parts = obj.__module__.split(".")
+    for i in range(2, len(parts)):
+        package = sys.modules.get(".".join(parts[:i]))
+        if getattr(package, obj.__qualname__, None) is obj:
+            return f"{package.__name__}.{obj.__qualname__}"
+    return f"{obj.__module__}.{obj.__qualname__}"
 
 
 def _jsonable(v):
@@ -345,7 +356,7 @@ def _human_list(entries):
         out.append(format_table(("name", "aliases", "parameters (defaults)"), rows))
         out.append("")
         for e in group:
-            out.append(f"{e.name}  ({e.obj.__module__}.{e.obj.__qualname__})")
+            out.append(f"{e.name}  ({_public_path(e.obj)})")
             for label, value in (
                 ("formula", e.formula), ("derivative", e.derivative),
                 ("range", e.output_range),

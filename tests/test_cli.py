@@ -311,6 +311,7 @@ def test_list_of_one_name_and_unknown_name(capsys):
     assert main(["list", "afl_focal", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in data["losses"]] == ["focal"] and data["activations"] == []
+    assert data["losses"][0]["object"] == "keras_afl.losses.FocalLoss"  # the public path
     assert main(["list", "afl_rleu"]) == 2
     assert "Did you mean 'afl_relu'?" in capsys.readouterr().err
 

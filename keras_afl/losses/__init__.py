@@ -1,0 +1,91 @@
+"""Loss functions with analytic derivatives.
+
+Each loss comes twice: a function that returns one value per sample (it
+reduces the class/feature axis, like Keras's functional losses) and a thin
+`keras.losses.Loss` subclass that stores the settings. The function validates
+its settings, then calls a private `tf.custom_gradient` closure in which the
+forward pass and its derivative with respect to `y_pred` (with respect to the
+logits on the logits path) stand side by side. The per-sample mean (or sum)
+over the last axis happens inside the closure, so the backward pass is one
+expression, `upstream[..., None] * dL/dz`. Every backward pass is written with
+differentiable TensorFlow ops, so second derivatives work too.
+
+Reduction, sample weights, masks, distribution. The `Loss` classes leave
+these to `keras.losses.Loss`, exactly as Keras's own losses do. `reduction`
+is one of `"sum_over_batch_size"` (default; sum of the weighted per-sample
+losses divided by their number), `"mean"` (the same), `"sum"`,
+`"mean_with_sample_weight"` (divided by the sum of the sample weights), or
+`"none"` / `None` (no reduction: one value per sample). `sample_weight` may be
+a scalar, one weight per sample, or one per time step for sequence outputs.
+A Keras mask on `y_pred` (`_keras_mask`, set by masking layers) zeroes the
+masked entries and averages over the unmasked ones. Under `tf.distribute`,
+the reduced loss is divided by the number of replicas. The loss is computed
+in the Loss's `dtype` (`keras.config.floatx()` by default, float32 also under
+a `mixed_float16` / `mixed_bfloat16` policy). Given float16/bfloat16
+predictions and a float32 loss, the classes skip Keras's casts of `y_pred`
+and `y_true` to float32 (a pass over memory each, and one more for the
+gradient): the functions compute half precision in float32 anyway, and the
+values and gradients are the same.
+
+Logits and probabilities. Cross-entropies take probabilities by default
+(`from_logits=False`) and logits with `from_logits=True`. When `y_pred` is the
+output of a Sigmoid or Softmax (keras_afl's or Keras's, which attach the
+logits as `_keras_logits`, or, in graph mode, a tensor made by a
+`Sigmoid`/`Softmax` op), the loss uses the logits instead, stably, and the
+gradient reaches the logits directly (the fused sigma(z) - y or
+softmax(z) - y), as Keras does. The `Loss` classes carry the logits across
+their cast of `y_pred` to the loss dtype, so this survives mixed precision.
+
+Probabilities are clipped to [eps, 1 - eps] like Keras, eps =
+`keras.config.epsilon()` (1e-7); the complement 1 - p is clipped in the same
+way (so float16 inputs stay finite). Gradient convention at the clip: the
+gradient is the derivative of the loss evaluated at the clipped probability
+(a straight-through clip). Inside (eps, 1 - eps) that is the exact gradient;
+outside it is the gradient at the boundary, finite (at most about 1/eps in
+size) and never zero for a wrong prediction, where Keras's gradient is 0.
+
+Categorical probabilities are first divided by their sum along the class axis
+(as Keras does; a row summing to less than eps is divided by eps).
+
+Labels (`y_true`) are constants: no gradient flows to them. float16 and
+bfloat16 inputs are computed in float32 and the result cast back. Losses stay
+finite in float16, but a gradient larger than float16's range (65504) -- such
+as 1/p for a probability p < 1.5e-5 of the true class -- becomes inf when cast
+back, as any float16 gradient of that size would; feed logits, or keep the
+final activation in float32 under mixed precision.
+
+Speed. In graph mode (`tf.function`, `model.fit`), a loss computed in float32
+(float32, float16 or bfloat16 inputs) on at least 2**16 elements (2**10 per
+sample when the batch size is unknown) runs as two XLA-compiled kernels
+called from its custom gradient, forward and backward, whether or not the
+model itself is compiled with XLA: one pass over memory each, half-precision
+casts inside them, and nothing full-size kept from the forward for the
+backward (the softmax losses keep two numbers per sample). Inside the kernels
+on CPU, sums over the class axis are products with a column of ones, which
+XLA vectorises (a reduction along a short last axis it does not). Each new
+input shape compiles once (a fraction of a second). Eager calls, float64 and small losses
+run plain TensorFlow ops; both paths compute the same formulas and agree to
+float32 rounding. Set `KERAS_AFL_FUSE_LOSSES=0` before importing keras_afl
+to turn the compiled path off (for a device without XLA). Measurements:
+`benchmarks/results.md`.
+"""
+
+# One module per family (regression, binary, categorical, sparse), the Loss classes in
+# `classes`; `_core` holds what they share, the switches of the compiled path included.
+from keras_afl.losses.binary import binary_crossentropy, focal, hinge
+from keras_afl.losses.categorical import categorical_crossentropy, categorical_focal
+from keras_afl.losses.classes import (
+    BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
+    MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
+)
+from keras_afl.losses.regression import huber, mean_squared_error
+from keras_afl.losses.sparse import sparse_categorical_crossentropy, sparse_categorical_focal
+
+__all__ = [
+    "mean_squared_error", "binary_crossentropy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy", "focal", "categorical_focal",
+    "sparse_categorical_focal", "huber", "hinge",
+    "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "FocalLoss", "CategoricalFocalLoss",
+    "SparseCategoricalFocalLoss", "Huber", "Hinge",
+]

@@ -1,0 +1,325 @@
+"""Binary losses: hinge, binary cross-entropy and binary focal loss (one output per label)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses._core import (
+    _SPLIT, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
+    _focal_factor, _inv_size, _labels, _per_class, _register, _select, _work,
+)
+
+_LABEL_FORMATS = ("auto", "binary", "signed")
+
+
+def _tiny(dtype):
+    return np.finfo(dtype.as_numpy_dtype).tiny
+
+
+def _clip_pair(p, eps):
+    """Clipped p and clipped 1 - p (both in [eps, 1 - eps])."""
+    return (tf.clip_by_value(p, eps, 1.0 - eps),
+            tf.clip_by_value(1.0 - p, eps, 1.0 - eps))
+
+
+def _smooth_binary(y, ls):
+    return y * (1.0 - ls) + 0.5 * ls if ls else y
+
+
+# --------------------------------------------------------------------------
+# Hinge.
+
+
+@_register
+def hinge(y_true, y_pred, label_format="auto"):
+    """Hinge loss for binary classifiers with a margin (SVM-style).
+
+    `y_pred` is a raw score (no sigmoid); the loss is zero once the score has
+    the label's sign with a margin of 1.
+
+    Labels. With `label_format="signed"`, labels are -1 / +1 and used as is;
+    with `"binary"`, labels are 0 / 1 and mapped to t = 2 * y - 1. With
+    `"auto"` (default, Keras's rule), a batch whose labels are all 0 or 1 is
+    taken as binary and mapped, any other batch is used as is. The two
+    formats overlap only in the label 1, which maps to 1 either way, so
+    `"auto"` tells them apart correctly for any batch of valid labels; state
+    the format to skip the check (and to refuse nothing silently: with
+    `"auto"`, a batch mixing -1, 0 and 1 is used as is).
+
+    Formula:
+        loss = mean(max(0, 1 - t * y_pred), axis=-1)
+
+    Gradient:
+        dloss/dy_pred = -t / N  if t * y_pred <= 1  else 0
+        (at the hinge point t * y_pred = 1 the gradient is -t / N, as Keras)
+
+    Args:
+        y_true: Labels, same shape as `y_pred`.
+        y_pred: Scores, floating point.
+        label_format: `"auto"`, `"binary"` (0 / 1) or `"signed"` (-1 / +1).
+
+    Returns:
+        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.hinge([[0.0, 1.0]], [[0.5, 0.5]])
+    >>> print(round(float(loss[0]), 4))  # t = (-1, 1): (1.5 + 0.5) / 2
+    1.0
+    """
+    if label_format not in _LABEL_FORMATS:
+        raise ValueError(
+            f"`label_format` must be one of {_LABEL_FORMATS}; received {label_format!r}."
+        )
+    y_pred = as_float_tensor(y_pred, "y_pred")
+    y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
+    y_pred, dtype = _work(y_pred)
+    return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true), dtype)
+
+
+def _hinge(settings, x, y, b=None):
+    (label_format,) = settings
+    y = _labels(y, x)
+    if label_format == "signed":
+        t = y
+    elif label_format == "binary":
+        t = 2.0 * y - 1.0
+    else:
+        # "auto": b = 1 for a batch of 0/1 labels, else 0, decided on the labels in the
+        # computation dtype; y (1 + b) - b is 2y - 1 for b = 1 and y itself (exactly) for b = 0.
+        if b is None:
+            b = tf.cast(tf.reduce_all((y == 0.0) | (y == 1.0)), x.dtype)
+        t = y * (1.0 + b) - b
+    m = 1.0 - t * x
+    loss = _class_mean(tf.nn.relu(m))
+
+    def grad(g):
+        return (g * -_inv_size(x))[..., None] * t * tf.cast(m >= 0.0, m.dtype)
+
+    return loss, grad
+
+
+def _hinge_forward(settings, x, y):
+    """The compiled forward: with "auto", both readings of the labels in the same pass as
+    the batch's 0/1 test (no pass of its own), and b saved for the backward."""
+    if settings[0] != "auto":
+        return _hinge(settings, x, y)[0], ()
+    y = _labels(y, x)
+    b = tf.reduce_all((y == 0.0) | (y == 1.0))
+    as_binary = _class_mean(tf.nn.relu(1.0 - (y * 2.0 - 1.0) * x))
+    as_signed = _class_mean(tf.nn.relu(1.0 - y * x))
+    return tf.where(b, as_binary, as_signed), (tf.cast(b, x.dtype),)
+
+
+def _hinge_backward(settings, g, saved, x, y):
+    return _hinge(settings, x, y, *saved)[1](g)
+
+
+_SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
+
+
+# --------------------------------------------------------------------------
+# Binary cross-entropy family.
+
+
+@_register
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, pos_weight=None):
+    """Binary cross-entropy, averaged over the last axis.
+
+    For binary and multi-label classification with a sigmoid output. Pass
+    logits with `from_logits=True` (or the output of a Sigmoid, which carries
+    its logits) for the stable path.
+
+    Formula (z = logits, p = sigmoid(z) or the given probability,
+    y smoothed: y * (1 - label_smoothing) + 0.5 * label_smoothing,
+    w = pos_weight, 1 if None):
+        loss = mean(-[w * y * log(p) + (1 - y) * log(1 - p)], axis=-1)
+        logits: (1 - y) * z + (1 + (w - 1) * y) * softplus(-z)     (w = 1: softplus(z) - z * y)
+
+    Gradient:
+        logits:        dloss/dz = ((1 + (w - 1) * y) * sigmoid(z) - w * y) / N
+        probabilities: dloss/dp = ((1 - y) / (1 - p) - w * y / p) / N at the clipped p
+        (see the module docstring for the clip convention)
+
+    Args:
+        y_true: Labels in [0, 1], same shape as `y_pred`.
+        y_pred: Probabilities, or logits with `from_logits=True`.
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1]; squeezes the labels towards 0.5.
+        pos_weight: Weight of the positive term, as PyTorch's
+            `BCEWithLogitsLoss(pos_weight=...)`: a number >= 0 or one number per
+            output (the last axis). None means 1.
+
+    Returns:
+        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.binary_crossentropy([[1.0, 0.0]], [[0.0, 0.0]], from_logits=True)
+    >>> print(round(float(loss[0]), 4))  # log 2
+    0.6931
+    """
+    from_logits = _check_bool(from_logits, "from_logits")
+    ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    pw = _check_weights(pos_weight, "pos_weight")
+    x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
+    y, x = _dense_pair(y_true, x, "binary_crossentropy")
+    x, dtype = _work(x)
+    w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
+    weights = () if w is None else (w,)
+    if from_logits:
+        return _done(_custom_loss(_bce_logits, (ls,), x, y, *weights), dtype)
+    return _done(_custom_loss(_bce_probabilities, (ls, keras.config.epsilon()), x, y, *weights), dtype)
+
+
+def _bce_logits(settings, z, y, w=None):
+    (ls,) = settings
+    y = _smooth_binary(_labels(y, z), ls)
+    inv_n = _inv_size(z)
+    if w is None:
+        loss = _class_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+
+        def grad(g):
+            return (g * inv_n)[..., None] * (tf.math.sigmoid(z) - y)
+
+    else:
+        loss = _class_mean(tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=z, pos_weight=w))
+
+        def grad(g):
+            return (g * inv_n)[..., None] * ((1.0 + (w - 1.0) * y) * tf.math.sigmoid(z) - w * y)
+
+    return loss, grad
+
+
+def _bce_probabilities(settings, p, y, w=None):
+    ls, eps = settings
+    y = _smooth_binary(_labels(y, p), ls)
+    wy = y if w is None else w * y
+    ny = 1.0 - y
+    cp, cq = _clip_pair(p, eps)
+    loss = -_class_mean(wy * tf.math.log(cp) + ny * tf.math.log(cq))
+
+    def grad(g):
+        return (g * _inv_size(p))[..., None] * (ny / cq - wy / cp)
+
+    return loss, grad
+
+
+@_register
+def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0):
+    """Binary focal loss (multi-label), averaged over the last axis.
+
+    Cross-entropy that down-weights easy, well-classified examples by
+    (1 - p_t)**gamma, so that training focuses on hard ones: for dense
+    detection and other heavily imbalanced problems. With gamma = 0 and
+    alpha = None it is binary cross-entropy.
+
+    `alpha` weights the positive class as in Lin et al.: alpha_t = alpha for
+    y = 1 and 1 - alpha for y = 0, always applied unless `alpha=None`. (Keras's
+    `BinaryFocalCrossentropy` ignores `alpha` unless `apply_class_balancing=True`;
+    ours equals Keras's with `apply_class_balancing=True`.)
+
+    Formula (p = sigmoid(z) or the given probability, q = 1 - p, y smoothed
+    towards 0.5 by label_smoothing, m = 1 - p_t = y * q + (1 - y) * p,
+    alpha_t = alpha * y + (1 - alpha) * (1 - y)):
+        CE   = -[y * log(p) + (1 - y) * log(q)]       (logits: softplus(z) - z * y)
+        loss = mean(alpha_t * m**gamma * CE, axis=-1)
+
+    Gradient (computed without m**(gamma - 1), finite for every gamma >= 0):
+        logits:        dloss/dz = alpha_t * m**gamma * [(p - y) - gamma * (2y - 1) * (p q / m) * CE] / N
+        probabilities: dloss/dp = alpha_t * m**gamma * [gamma * (1 - 2y) * CE / m
+                                  + (1 - y) / q - y / p] / N   at the clipped p
+        (p q / m is evaluated as p q / max(m, tiny); where m underflows to 0 the
+        term is 0, its limit up to the dtype's smallest normal number.)
+
+    Args:
+        y_true: Labels in [0, 1], same shape as `y_pred`.
+        y_pred: Probabilities, or logits with `from_logits=True`.
+        gamma: Focusing parameter, >= 0.
+        alpha: Weight of the positive class in [0, 1], or None for no weighting.
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1]; squeezes the labels towards 0.5.
+
+    Returns:
+        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.focal([[1.0]], [[0.0]], gamma=2.0, alpha=None, from_logits=True)
+    >>> print(round(float(loss[0]), 4))  # 0.5**2 * log 2
+    0.1733
+
+    Reference:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    """
+    gamma = check_number(gamma, "gamma", low=0.0)
+    alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
+    from_logits = _check_bool(from_logits, "from_logits")
+    ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
+    y, x = _dense_pair(y_true, x, "focal")
+    x, dtype = _work(x)
+    if from_logits:
+        return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y), dtype)
+    return _done(_custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon()), x, y),
+                 dtype)
+
+
+def _focal_scale(y, x, alpha):
+    """alpha_t / N = (alpha y + (1 - alpha)(1 - y)) / N, from the labels only (1 / N for None)."""
+    inv_n = _inv_size(x)
+    return inv_n if alpha is None else y * ((2.0 * alpha - 1.0) * inv_n) + (1.0 - alpha) * inv_n
+
+
+def _focal_logits(settings, z, y):
+    gamma, alpha, ls = settings
+    y = _smooth_binary(_labels(y, z), ls)
+    scale = _focal_scale(y, z, alpha)
+    # One exp, one log1p, one division for CE, p and q: e = exp(-|z|), r = 1 / (1 + e).
+    # CE is TF's sigmoid_cross_entropy_with_logits, op for op.
+    pos = z >= 0.0
+    e = tf.exp(tf.where(pos, -z, z))
+    ce = (tf.where(pos, z, tf.zeros_like(z)) - z * y) + tf.math.log1p(e)
+    r = 1.0 / (1.0 + e)
+    p = tf.where(pos, r, e * r)  # sigmoid(z)
+    if gamma == 0.0:
+        f = scale
+    else:
+        q = tf.where(pos, e * r, r)  # sigmoid(-z), not 1 - p
+        m = p + y * (q - p)  # y q + (1 - y) p
+        f = scale * _focal_factor(m, gamma)
+    loss = _class_sum(f * ce, keepdims=False)
+
+    def grad(g):
+        d = p - y
+        if gamma != 0.0:  # gamma (2y - 1) (p q / m) CE
+            d = d - (y * (2.0 * gamma) - gamma) * (p * q / tf.maximum(m, _tiny(z.dtype))) * ce
+        return g[..., None] * f * d
+
+    return loss, grad
+
+
+def _focal_probabilities(settings, p, y):
+    gamma, alpha, ls, eps = settings
+    y = _smooth_binary(_labels(y, p), ls)
+    scale = _focal_scale(y, p, alpha)
+    cp, cq = _clip_pair(p, eps)
+    lq = tf.math.log(cq)
+    ce = -(lq + y * (tf.math.log(cp) - lq))
+    if gamma == 0.0:
+        f = scale
+    else:
+        m = cp + y * (cq - cp)  # y (1 - p) + (1 - y) p, >= eps
+        f = scale * _focal_factor(m, gamma)
+    loss = _class_sum(f * ce, keepdims=False)
+
+    def grad(g):
+        d = (1.0 - y) / cq - y / cp
+        if gamma != 0.0:  # + gamma (1 - 2y) CE / m
+            d = d + (gamma - y * (2.0 * gamma)) * ce / m
+        return g[..., None] * f * d
+
+    return loss, grad

@@ -1,0 +1,107 @@
+"""Regression losses: mean squared error and Huber."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses._core import (
+    _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register, _work,
+)
+
+
+@_register
+def mean_squared_error(y_true, y_pred):
+    """Mean squared error over the last axis.
+
+    The default regression loss: a Gaussian negative log-likelihood up to
+    constants. Smooth and convex, but outliers dominate it (use Huber then).
+
+    Formula:
+        loss = mean((y_pred - y_true)**2, axis=-1)
+
+    Gradient:
+        dloss/dy_pred = 2 * (y_pred - y_true) / N     (N = size of the last axis)
+
+    Args:
+        y_true: Targets, same shape as `y_pred` (a trailing axis of size 1 may differ).
+        y_pred: Predictions, floating point.
+
+    Returns:
+        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]])
+    >>> print(round(float(loss[0]), 4))
+    0.5
+    """
+    y_pred = as_float_tensor(y_pred, "y_pred")
+    y_true, y_pred = _dense_pair(y_true, y_pred, "mean_squared_error")
+    y_pred, dtype = _work(y_pred)
+    return _done(_custom_loss(_mse, (), y_pred, y_true), dtype)
+
+
+def _mse(settings, x, y):
+    y = _labels(y, x)
+    d = x - y
+    loss = _class_mean(tf.square(d))
+
+    def grad(g):
+        return (g * (2.0 * _inv_size(x)))[..., None] * d
+
+    return loss, grad
+
+
+@_register
+def huber(y_true, y_pred, delta=1.0):
+    """Huber loss: quadratic for small errors, linear for large ones.
+
+    Robust regression: like MSE near zero (smooth, well conditioned), like MAE
+    for errors beyond `delta` (outliers get a bounded gradient).
+
+    Formula:
+        e = y_pred - y_true,  c = min(|e|, delta)
+        loss = mean(0.5 * c**2 + delta * (|e| - c), axis=-1)
+             = mean(0.5 * e**2 if |e| <= delta else delta * (|e| - 0.5 * delta))
+
+    Gradient:
+        dloss/dy_pred = clip(e, -delta, delta) / N     (continuous; no kink convention needed)
+
+    Args:
+        y_true: Targets, same shape as `y_pred`.
+        y_pred: Predictions, floating point.
+        delta: Where the loss turns from quadratic to linear; a finite number > 0.
+
+    Returns:
+        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.huber([[0.0, 0.0]], [[0.5, 3.0]], delta=1.0)
+    >>> print(round(float(loss[0]), 4))  # (0.125 + 2.5) / 2
+    1.3125
+
+    Reference:
+        Huber, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 1964.
+    """
+    delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
+    y_pred = as_float_tensor(y_pred, "y_pred")
+    y_true, y_pred = _dense_pair(y_true, y_pred, "huber")
+    y_pred, dtype = _work(y_pred)
+    return _done(_custom_loss(_huber, (delta,), y_pred, y_true), dtype)
+
+
+def _huber(settings, x, y):
+    (delta,) = settings
+    y = _labels(y, x)
+    d_t = tf.constant(delta, x.dtype)
+    e = x - y
+    a = tf.abs(e)
+    c = tf.minimum(a, d_t)
+    loss = _class_mean(0.5 * tf.square(c) + d_t * (a - c))
+
+    def grad(g):
+        return (g * _inv_size(x))[..., None] * tf.clip_by_value(e, -d_t, d_t)
+
+    return loss, grad

@@ -1,0 +1,291 @@
+"""Sparse categorical losses (integer class ids as labels): cross-entropy and focal loss."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses._core import (
+    _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
+    _compute_dtype, _custom_loss, _done, _focal_factor, _is_last, _num_classes, _per_class,
+    _register, _select, _work,
+)
+from keras_afl.losses.categorical import _softmax_stats
+
+
+def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
+    """Logits/probabilities (classes last, flattened to (M, K)), labels and per-sample factor.
+
+    factor is 1 for counted samples, 0 for `ignore_class`, NaN for labels out
+    of [0, K) (which also fail a tf.debugging assertion outside XLA).
+    """
+    y_pred = as_float_tensor(y_pred, "y_pred")
+    rank = y_pred.shape.rank
+    axis = normalize_axis(axis, rank)
+    last = _is_last(axis, y_pred)
+    x, from_logits = _select(y_pred, from_logits, "Softmax" if last else None, fn_name)
+    t = tf.convert_to_tensor(y_true)
+    if not (t.dtype.is_integer or t.dtype.is_floating):
+        raise TypeError(f"`y_true` must hold integer class ids; received dtype {t.dtype.name}.")
+    if t.shape.rank is not None and rank is not None and t.shape.rank == rank and t.shape[axis] == 1:
+        t = tf.squeeze(t, axis)
+    batch_shape = x.shape[:axis].concatenate(x.shape[axis + 1:]) if rank is not None and not last \
+        else x.shape[:-1]
+    if t.shape.rank is not None and rank is not None and (
+        t.shape.rank != rank - 1 or not t.shape.is_compatible_with(batch_shape)
+    ):
+        raise ValueError(
+            f"{fn_name}: `y_true` must hold one class id per sample, with `y_pred`'s shape "
+            f"without the class axis ({tuple(batch_shape)}); received y_true.shape="
+            f"{tuple(t.shape)} and y_pred.shape={tuple(x.shape)}."
+        )
+    x, dtype = _work(x)
+    x = _class_axis_last(x, axis)
+    static_batch = x.shape[:-1]
+    t = tf.cast(t, tf.int32) if t.dtype != tf.int64 else t
+    k = _num_classes(x)
+    batch = tf.shape(x)[:-1]
+    x2 = tf.reshape(x, [-1, k])
+    t = tf.reshape(t, [-1])
+    valid = None if ignore_class is None else tf.not_equal(t, tf.cast(ignore_class, t.dtype))
+    counted = t if valid is None else tf.where(valid, t, tf.zeros_like(t))
+    in_range = (counted >= 0) & (counted < tf.cast(k, t.dtype))
+    tf.debugging.Assert(
+        tf.reduce_all(in_range),
+        [f"{fn_name}: class ids in `y_true` must be in [0, num_classes)"
+         + ("" if ignore_class is None else f" or equal ignore_class={ignore_class}")
+         + "; num_classes and the smallest and largest ids received:",
+         k, tf.reduce_min(counted), tf.reduce_max(counted)],
+        name="check_class_ids",
+    )
+    safe = tf.where(in_range, counted, tf.zeros_like(counted))
+    one = tf.ones([], _compute_dtype(x.dtype))
+    factor = tf.where(in_range, one, tf.constant(float("nan"), one.dtype))
+    if valid is not None:
+        factor = tf.where(valid, factor, tf.zeros_like(factor))
+    return x2, safe, factor, from_logits, (batch, static_batch), valid, dtype
+
+
+def _unflattened(x2, batch):
+    """The static shape of the (M, K) predictions before flattening: batch shape + (K,)."""
+    return batch[1].concatenate(x2.shape[-1:])
+
+
+def _sparse_finish(flat_loss, batch, valid, dtype):
+    batch, static_batch = batch
+    loss = tf.reshape(flat_loss, batch)
+    if not tf.executing_eagerly():
+        loss.set_shape(static_batch)
+    loss = _done(loss, dtype)
+    if valid is not None:
+        # Tells keras.losses.Loss to average over the counted samples only.
+        try:
+            loss._keras_mask = tf.reshape(valid, tf.shape(loss))
+        except AttributeError:  # pragma: no cover - tensor types that refuse attributes
+            pass
+    return loss
+
+
+def _sparse_probabilities(settings, p, t, factor, a_t=None):
+    """(Focal) sparse categorical cross-entropy from probabilities (M, K); see categorical_focal."""
+    gamma, eps = settings
+    s = tf.maximum(_class_sum(p, keepdims=False), eps)
+    n_t = tf.gather(p, t, batch_dims=1) / s
+    c = tf.clip_by_value(n_t, eps, 1.0 - eps)
+    lc = tf.math.log(c)
+    wt = factor if a_t is None else factor * a_t
+    if gamma != 0.0:
+        oc = 1.0 - c
+        wt = wt * _focal_factor(oc, gamma)
+    loss = -wt * lc
+
+    def grad(g):
+        if gamma == 0.0:
+            u = -wt / c
+        else:
+            u = wt * (gamma * lc / oc - 1.0 / c)
+        onehot = tf.one_hot(t, _num_classes(p), dtype=p.dtype)
+        return (g * u / s)[:, None] * (onehot - n_t[:, None])
+
+    return loss, grad
+
+
+@_register
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
+    """Categorical cross-entropy with integer class ids as labels.
+
+    As `categorical_crossentropy` with one-hot labels, without building them.
+    Class ids outside [0, num_classes) raise `InvalidArgumentError` (a
+    `tf.debugging` assertion) eagerly and in `tf.function`; under XLA
+    (`jit_compile=True`), which drops assertions, such samples get a NaN loss
+    and gradient instead of a silently wrong value.
+
+    Formula (t = class id):
+        logits:        loss = logsumexp(z) - z_t
+        probabilities: loss = -log(clip(p_t / sum p))
+
+    Gradient:
+        logits:        dloss/dz = softmax(z) - onehot(t)
+        probabilities: dloss/dp = (n_t - onehot(t)) / (c_t * sum p),  n = p / sum p, c = clip(n)
+
+    Args:
+        y_true: Integer class ids (any numeric dtype), `y_pred`'s shape without
+            the class axis (a trailing axis of size 1 is allowed).
+        y_pred: Probabilities, or logits with `from_logits=True`.
+        from_logits: Whether `y_pred` holds logits.
+        ignore_class: A class id whose samples get loss 0 and are left out of
+            the average (through a Keras mask), e.g. a "void" label; or None.
+        axis: The class axis.
+
+    Returns:
+        Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.sparse_categorical_crossentropy([2], [[0.0, 0.0, 0.0]],
+    ...                                                         from_logits=True)
+    >>> print(round(float(loss[0]), 4))  # log 3
+    1.0986
+    """
+    from_logits = _check_bool(from_logits, "from_logits")
+    ignore_class = _check_ignore_class(ignore_class)
+    x, t, factor, from_logits, batch, valid, dtype = _sparse_prepare(
+        y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_crossentropy")
+
+    if not from_logits:
+        loss = _custom_loss(_sparse_probabilities, (0.0, keras.config.epsilon()), x, t, factor,
+                            like=_unflattened(x, batch))
+    else:
+        loss = _custom_loss(_scce_logits, (), x, t, factor, like=_unflattened(x, batch))
+    return _sparse_finish(loss, batch, valid, dtype)
+
+
+def _scce_logits(settings, z, t, factor):
+    ce, bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
+    loss = factor * ce
+
+    def grad(g):
+        return (g * factor)[:, None] * bp
+
+    return loss, grad
+
+
+def _sparse_ce_and_stats(z, t):
+    """TF's sparse kernel's loss, log(sum(exp(z - m))) - (z_t - m), and the saved (m, l)."""
+    zm, (m, l) = _softmax_stats(z)
+    return l[:, 0] - tf.gather(zm, t, batch_dims=1), (m, l)
+
+
+def _sparse_backprop(saved, z, t):
+    """softmax(z) - onehot(t) from the saved statistics (the sparse kernel's backprop)."""
+    m, l = saved[:2]
+    return tf.exp((z - m) - l) - tf.one_hot(t, _num_classes(z), dtype=z.dtype)
+
+
+def _scce_logits_forward(settings, z, t, factor):
+    ce, saved = _sparse_ce_and_stats(z, t)
+    return factor * ce, saved
+
+
+def _scce_logits_backward(settings, g, saved, z, t, factor):
+    return (g * factor)[:, None] * _sparse_backprop(saved, z, t)
+
+
+@_register
+def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=False,
+                             ignore_class=None, axis=-1):
+    """Categorical focal loss with integer class ids as labels.
+
+    As `categorical_focal` with one-hot labels; `alpha` is None, a scalar, or
+    one weight per class (picked by the label). Class ids out of range are
+    handled as in `sparse_categorical_crossentropy`.
+
+    Formula (t = class id, log p_t = -(logsumexp(z) - z_t)):
+        loss = -alpha_t * (1 - p_t)**gamma * log(p_t)
+
+    Gradient (logits; 1 - p_t = -expm1(log p_t), h = -log(p_t) / (1 - p_t), 1 where p_t = 1):
+        dloss/dz = alpha_t * (1 - p_t)**gamma * (1 + gamma * p_t * h) * (softmax(z) - onehot(t))
+    Probabilities: dloss/dp = u * (onehot(t) - n_t) / sum(p) with
+        u = alpha_t * (1 - c_t)**gamma * (gamma * log(c_t) / (1 - c_t) - 1 / c_t).
+
+    Args:
+        y_true: Integer class ids, `y_pred`'s shape without the class axis.
+        y_pred: Probabilities, or logits with `from_logits=True`.
+        gamma: Focusing parameter, >= 0.
+        alpha: None, a weight in [0, 1], or one weight in [0, 1] per class.
+        from_logits: Whether `y_pred` holds logits.
+        ignore_class: A class id to leave out (loss 0, masked), or None.
+        axis: The class axis.
+
+    Returns:
+        Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
+
+    Example:
+    >>> import keras_afl
+    >>> loss = keras_afl.losses.sparse_categorical_focal([1], [[0.0, 0.0]], gamma=1.0,
+    ...                                                  from_logits=True)
+    >>> print(round(float(loss[0]), 4))  # 0.5 * log 2
+    0.3466
+
+    Reference:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    """
+    gamma = check_number(gamma, "gamma", low=0.0)
+    alpha = _check_weights(alpha, "alpha", high=1.0)
+    from_logits = _check_bool(from_logits, "from_logits")
+    ignore_class = _check_ignore_class(ignore_class)
+    x, t, factor, from_logits, batch, valid, dtype = _sparse_prepare(
+        y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_focal")
+    a = _per_class(alpha, x, "alpha", "sparse_categorical_focal")
+    a_t = None if a is None else (tf.gather(a, t) if a.shape.rank else a)
+
+    alphas = () if a_t is None else (a_t,)
+    if not from_logits:
+        loss = _custom_loss(_sparse_probabilities, (gamma, keras.config.epsilon()), x, t, factor, *alphas,
+                            like=_unflattened(x, batch))
+    else:
+        loss = _custom_loss(_sfocal_logits, (gamma,), x, t, factor, *alphas, like=_unflattened(x, batch))
+    return _sparse_finish(loss, batch, valid, dtype)
+
+
+def _sfocal_logits(settings, z, t, factor, a_t=None, ce_bp=None):
+    (gamma,) = settings
+    wt0 = factor if a_t is None else factor * a_t
+    if ce_bp is None:
+        ce_bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
+    ce, bp = ce_bp
+    if gamma == 0.0:
+        wt = wt0
+    else:
+        om = -tf.math.expm1(-ce)  # 1 - p_t
+        wt = wt0 * _focal_factor(om, gamma)
+    loss = wt * ce
+
+    def grad(g):
+        if gamma == 0.0:
+            w = wt
+        else:
+            p_t = tf.exp(-ce)
+            pos = om > 0.0
+            h = tf.where(pos, ce / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
+            w = wt * (1.0 + gamma * p_t * h)
+        return (g * w)[:, None] * bp
+
+    return loss, grad
+
+
+def _sfocal_logits_forward(settings, z, t, factor, a_t=None):
+    ce, saved = _sparse_ce_and_stats(z, t)
+    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=(ce, None))[0], (*saved, ce)
+
+
+def _sfocal_logits_backward(settings, g, saved, z, t, factor, a_t=None):
+    ce_bp = (saved[2], _sparse_backprop(saved, z, t))
+    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=ce_bp)[1](g)
+
+
+_SPLIT.update({
+    _scce_logits: (_scce_logits_forward, _scce_logits_backward),
+    _sfocal_logits: (_sfocal_logits_forward, _sfocal_logits_backward),
+})
