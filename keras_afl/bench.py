@@ -39,6 +39,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,7 @@ class Row:
     floor_ratio: float | None = None  # ours / floor
     floor_met: bool | None = None  # at FLOOR_SIZE only
     spread: float | None = None  # (p75 - p25) / median of ours, a noise gauge
+    same_program: bool | None = None  # activations: the built-in's kernels / XLA program exactly
     samples: dict = dataclasses.field(default_factory=dict)
     note: str = ""
 
@@ -329,6 +331,7 @@ def bench_activations(sizes, dtypes, modes, repeats, names=None, progress=None):
         for dtype in dtypes:
             dt = tf.as_dtype(dtype)
             for mode in modes:
+                same = same_program(name, dtype, mode)
                 for size in sizes:
                     if progress:
                         progress.step(f"activation {name} {dtype} {mode} 2^{_log2(size)}")
@@ -339,11 +342,64 @@ def bench_activations(sizes, dtypes, modes, repeats, names=None, progress=None):
                            *_bandwidth_steps(0)]
                     samples = round_robin(fns, args, _repeats_at(repeats, size))
                     # read x, write y; read g and y (or x), write dx
-                    rows.append(_timed_row("activation", name, mode, dtype, size, "activation_native",
-                                           samples, (3, 2), "activation_floor"))
+                    row = _timed_row("activation", name, mode, dtype, size, "activation_native",
+                                     samples, (3, 2), "activation_floor")
+                    row.same_program = same
+                    rows.append(row)
                     if progress:
                         progress.advance()
     return rows
+
+
+# ----------------------------------------------------------------------------- same program
+
+_PASS_THROUGH = frozenset({"Identity", "IdentityN", "NoOp", "Placeholder", "Const"})
+
+
+def graph_kernels(step, *args):
+    """The TensorFlow kernels a graph-mode `tf.function` runs for `args`: the op types that
+    its outputs depend on (dead ops are pruned before execution), without pass-through ops."""
+    graph = step.get_concrete_function(*args).graph
+    seen, stack = set(), [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return sorted(graph.get_operation_by_name(n).type for n in seen
+                  if graph.get_operation_by_name(n).type not in _PASS_THROUGH)
+
+
+def optimized_program(step, *args):
+    """The optimized XLA (HLO) program of a `tf.function(jit_compile=True)` for `args`, with
+    names, metadata and parameter numbers stripped: two functions that compile to the same
+    loops give equal lists."""
+    text = step.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    text = re.sub(r"^HloModule.*$", "", text, flags=re.M)
+    text = re.sub(r",?\s*metadata=\{[^}]*\}", "", text)
+    text = re.sub(r"%[\w.\-]+", "%v", text)
+    text = re.sub(r"\bparam_[\d.]+", "param", text)
+    text = re.sub(r"(calls|to_apply|condition|body)=%?[\w.\-]+", r"\1=C", text)
+    text = re.sub(r"^\s*(ENTRY\s+)?[\w.\-]+(?= [({])", r"\1C", text, flags=re.M)
+    return sorted(line.strip() for line in text.splitlines() if line.strip())
+
+
+def same_program(name, dtype, mode, size=2**16):
+    """Whether activation `name`'s forward + backward runs exactly the built-in's program:
+    the same TensorFlow kernels (graph mode) or the same optimized XLA program (XLA).
+
+    Where it does, any timing difference between the two is measurement noise.
+    """
+    ours, ref = ACTIVATIONS[name]
+    with_alpha = name == "prelu"
+    x, g, alpha = _activation_inputs(size, tf.as_dtype(dtype))
+    args = (x, g, alpha) if with_alpha else (x, g)
+    xla = mode == "xla"
+    program = optimized_program if xla else graph_kernels
+    return program(_activation_step(ours, xla, with_alpha), *args) == \
+        program(_activation_step(ref, xla, with_alpha), *args)
 
 
 def _repeats_at(repeats, size):
@@ -740,6 +796,25 @@ def main_table(result):
     return "\n".join(lines)
 
 
+def same_program_table(result):
+    """Markdown: per activation, whether it runs the built-in's exact program, per mode and dtype."""
+    cells = {}
+    for r in result["rows"]:
+        if r["group"] == "activation" and r.get("same_program") is not None:
+            cells[(r["case"], r["mode"], r["dtype"])] = r["same_program"]
+    if not cells:
+        return ""
+    columns = sorted({(m, d) for _, m, d in cells}, key=lambda c: (MODES.index(c[0]) if c[0] in MODES
+                                                                   else 9, c[1]))
+    names = list(dict.fromkeys(c for c, _, _ in cells))
+    lines = ["| activation | " + " | ".join(f"{m} {d}" for m, d in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join({True: "same", False: "differs", None: ""}[
+            cells.get((n, m, d))] for m, d in columns) + " |")
+    return "\n".join(lines)
+
+
 def summary_table(result):
     lines = ["| target | met | worst ratio | worst case |", "|---|---:|---:|---|"]
     for s in result["summary"]:
@@ -795,6 +870,13 @@ def write_reports(result, out_dir, command="", notes=""):
           "same loop. Training rows are milliseconds per step (the steps/s ratio is 1 / ratio); the "
           "memory row is peak resident set size in MiB.", "",
           "## Targets", "", summary_table(result), ""]
+    same = same_program_table(result)
+    if same:
+        md += ["## Same program as the built-in", "",
+               "\"same\": ours runs exactly the built-in's TensorFlow kernels (graph mode: the ops its "
+               "outputs depend on) or compiles to the same optimized XLA program (XLA), so a timing "
+               "difference between the two is measurement noise. PReLU's reference is Keras's formula "
+               "(`relu(x) - alpha * relu(-x)`), a different program by design.", "", same, ""]
     if notes:
         md += [notes.strip(), ""]
     md += ["## Every case", "", main_table(result), ""]

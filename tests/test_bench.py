@@ -15,7 +15,8 @@ from tests._checks import hvp, run_python
 from tests.test_losses import CASES, NAMES, _rng, _tensors
 
 ROW_KEYS = {"group", "case", "mode", "dtype", "size", "unit", "ours", "ref", "ratio", "target",
-            "max_ratio", "met", "floor", "floor_ratio", "floor_met", "spread", "samples", "note"}
+            "max_ratio", "met", "floor", "floor_ratio", "floor_met", "spread", "same_program", "samples",
+            "note"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,42 @@ class TestQuickRun:
             assert cells[:3] == [r["group"], r["case"], r["mode"]]
             assert float(cells[8]) == pytest.approx(r["ratio"], abs=0.006)
         assert "## Targets" in md and result["command"] in md
+
+
+    def test_activation_rows_say_whether_the_program_is_the_built_ins(self, quick_run):
+        _, result, md = quick_run
+        for r in result["rows"]:
+            if r["group"] == "activation":
+                assert r["same_program"] == (r["case"] != "prelu"), (r["case"], r["mode"])
+            else:
+                assert r["same_program"] is None
+        section = md[md.index("## Same program as the built-in"):md.index("## Every case")]
+        assert re.search(r"^\| relu \| same \| same \|$", section, re.M)
+        assert re.search(r"^\| prelu \| differs \| differs \|$", section, re.M)
+
+
+# Activations that run the built-in's exact program (the reason their timings are
+# equal): every one but PReLU, whose reference is Keras's formula.
+NATIVE = [n for n in bench.ACTIVATIONS if n != "prelu"]
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", NATIVE)
+def test_activation_runs_the_native_ops_program(name, dtype, mode):
+    """Forward + backward of ours is the tf.nn op's program under autodiff: the same
+    TensorFlow kernels in graph mode, the same optimized XLA program under XLA."""
+    assert bench.same_program(name, dtype, mode, size=2**12)
+
+
+def test_same_program_tells_different_programs_apart():
+    x, g, alpha = bench._activation_inputs(2**12, tf.float32)
+    for xla, program in ((False, bench.graph_kernels), (True, bench.optimized_program)):
+        relu = program(bench._activation_step(tf.nn.relu, xla, False), x, g)
+        assert relu == program(bench._activation_step(tf.nn.relu, xla, False), x, g)
+        assert relu != program(bench._activation_step(tf.nn.elu, xla, False), x, g)
+        assert relu != program(bench._activation_step(lambda v: tf.nn.relu(v) * 1.0001, xla, False), x, g)
+    assert not bench.same_program("prelu", "float32", "xla", size=2**12)
 
 
 def test_unknown_case_is_a_usage_error(capsys):
