@@ -134,8 +134,15 @@ def test_probability_output_with_from_logits_true_is_a_warning(model, loss):
     assert f.severity == "warning"
 
 
+def _stable_id(value):
+    """A test id without memory addresses (the same in every process, as pytest-xdist needs)."""
+    if value is None or isinstance(value, str):
+        return str(value)
+    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+
+
 @pytest.mark.parametrize("loss", ["hinge", "afl_hinge", keras_afl.losses.Hinge(),
-                                  keras.losses.Hinge()], ids=str)
+                                  keras.losses.Hinge()], ids=lambda v: _stable_id(v))
 def test_hinge_on_bounded_output_is_flagged_and_on_linear_output_is_clean(loss):
     f = one(keras_afl.lint(seq(L.Dense(1), AFL.Sigmoid()), loss=loss), "hinge-bounded-output")
     assert "linear output" in f.fix
@@ -143,7 +150,7 @@ def test_hinge_on_bounded_output_is_flagged_and_on_linear_output_is_clean(loss):
 
 
 @pytest.mark.parametrize("loss", ["mse", "afl_mse", keras.losses.MeanSquaredError(), "afl_huber",
-                                  keras.losses.mean_absolute_error], ids=str)
+                                  keras.losses.mean_absolute_error], ids=lambda v: _stable_id(v))
 def test_regression_loss_on_classification_output_is_flagged_and_on_linear_is_clean(loss):
     f = one(keras_afl.lint(seq(L.Dense(3), L.Softmax()), loss=loss),
             "regression-loss-classification-output")
@@ -340,7 +347,7 @@ def test_producer_finds_the_layer_behind_a_symbolic_tensor():
     (keras_afl.activations.relu, "relu"), (tf.nn.relu, "relu"), ("relu6", "relu"),
     ("sigmoid", "sigmoid"), ("afl_tanh", "tanh"), ("afl_selu", "selu"), (keras.activations.elu, "elu"),
     ("gelu", "gelu"), (None, None), ("linear", None),
-], ids=str)
+], ids=lambda v: _stable_id(v))
 def test_activation_of_reads_strings_and_functions(activation, kind):
     assert diagnostics.activation_of(L.Dense(2, activation=activation)) == kind
     assert diagnostics.activation_of(L.Conv1D(2, 3, activation=activation)) == kind
