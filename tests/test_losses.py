@@ -1059,3 +1059,24 @@ def test_every_loss_class_and_string_name_survives_keras_reload(tmp_path):
                 assert config[setting] == value, (key, setting)
     assert result["Huber"][1]["delta"] == 2.0
     assert result["FocalLoss"][1]["gamma"] == 3.0 and result["FocalLoss"][1]["alpha"] == 0.4
+
+
+@pytest.mark.parametrize("rows_sum_to_one", [True, False])
+def test_large_cce_from_logits_gradient_with_soft_labels_grad(rows_sum_to_one):
+    """Above the size rule the plain path (here float64) picks the backprop with a tf.cond on
+    whether every label row sums to 1; below it, with arithmetic. Both give s softmax(z) - y."""
+    r = _rng(40)
+    z = r.normal(size=(4, 2**14))
+    y = r.uniform(0.0, 1.0, size=z.shape)
+    y = y / y.sum(-1, keepdims=True) if rows_sum_to_one else y
+    assert L._core._large(z.shape) and not L._core._large(z[:, :8].shape)
+    for cols in (z.shape[1], 8):
+        zc, yc = z[:, :cols], y[:, :cols]
+        zt = tf.constant(zc)
+        with tf.GradientTape() as tape:
+            tape.watch(zt)
+            loss = L.categorical_crossentropy(tf.constant(yc), zt, from_logits=True)
+        g = tape.gradient(loss, zt).numpy()
+        s = yc.sum(-1, keepdims=True)
+        want = s * np.exp(np_log_softmax(zc)) - yc
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12)

@@ -308,6 +308,18 @@ def _xla_available():
     return bool(tf.test.is_built_with_xla())
 
 
+def _large(shape):
+    """Whether a static shape is at or above the fused path's size rule (None: not known)."""
+    shape = tf.TensorShape(shape)
+    if shape.rank is None or shape.rank == 0:
+        return None
+    n = shape.num_elements()
+    if n is not None:
+        return n >= _FUSE_MIN_ELEMENTS
+    per_sample = shape[1:].num_elements()
+    return None if per_sample is None else per_sample >= _FUSE_MIN_PER_SAMPLE
+
+
 def _fused(x, like=None):
     """Whether the loss on x takes the compiled path: graph mode, float32 computation, large.
 
@@ -316,14 +328,7 @@ def _fused(x, like=None):
     if not (_FUSE and _compute_dtype(x.dtype) == tf.float32 and not tf.executing_eagerly()
             and _xla_available()):
         return False
-    shape = x.shape if like is None else tf.TensorShape(getattr(like, "shape", like))
-    if shape.rank is None or shape.rank == 0:
-        return False
-    n = shape.num_elements()
-    if n is not None:
-        return n >= _FUSE_MIN_ELEMENTS
-    per_sample = shape[1:].num_elements()
-    return per_sample is not None and per_sample >= _FUSE_MIN_PER_SAMPLE
+    return bool(_large(x.shape if like is None else getattr(like, "shape", like)))
 
 
 def _barrier(*structure):
