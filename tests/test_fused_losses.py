@@ -332,3 +332,32 @@ def test_class_sum_in_a_compiled_kernel_equals_numpy(shape, keepdims):
     assert not LC._IN_KERNEL.get()
     plain = tf.function(lambda v: LC._class_sum(v), autograph=False).get_concrete_function(v).graph
     assert not any(op.type == "MatMul" for op in plain.get_operations())
+
+
+@pytest.mark.parametrize("make, labels", [
+    (lambda: L.FocalLoss(from_logits=True), "binary"), (lambda: L.Hinge(), "binary"),
+    (lambda: L.MeanSquaredError(), "binary"), (lambda: L.CategoricalCrossentropy(from_logits=True), "binary"),
+    (lambda: L.SparseCategoricalCrossentropy(from_logits=True), "ids"),
+], ids=["focal", "hinge", "mse", "cce", "scce"])
+def test_half_predictions_with_integer_labels_equal_keras_cast_first(make, labels):
+    x = tf.constant(_rng(12).normal(size=(4, 5)), tf.bfloat16)
+    y = (tf.constant(_rng(13).integers(0, 2, size=(4, 5)), tf.int32) if labels == "binary"
+         else tf.constant([0, 1, 2, 4], tf.int64))
+    loss_obj = make()
+    want = keras.losses.Loss.__call__(loss_obj, y, tf.cast(x, tf.float32))
+    np.testing.assert_allclose(loss_obj(y, x).numpy(), want.numpy(), rtol=1e-6)
+
+
+def test_subclass_overriding_call_still_gets_float32_predictions():
+    seen = []
+
+    class Mine(L.FocalLoss):
+        def call(self, y_true, y_pred):
+            seen.append(y_pred.dtype)
+            return super().call(y_true, y_pred)
+
+    x = tf.constant([[0.5, -1.0]], tf.bfloat16)
+    y = tf.constant([[1.0, 0.0]])
+    got = Mine(from_logits=True)(y, x)
+    assert seen == [tf.float32]
+    np.testing.assert_allclose(got.numpy(), L.FocalLoss(from_logits=True)(y, x).numpy(), rtol=1e-6)

@@ -57,8 +57,9 @@ class _Loss(keras.losses.Loss):
         return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
 
     def _half_input(self, y_pred):
-        return (_KERAS_REDUCE is not None and tf.is_tensor(y_pred) and y_pred.dtype in _HALF
-                and tf.as_dtype(self.dtype) == tf.float32)
+        # Only for our own call(): a subclass that overrides it is promised Keras's casts.
+        return (_KERAS_REDUCE is not None and type(self).call is _Loss.call and tf.is_tensor(y_pred)
+                and y_pred.dtype in _HALF and tf.as_dtype(self.dtype) == tf.float32)
 
     def _call_half(self, y_true, y_pred, sample_weight):
         """`keras.losses.Loss.__call__` for a float16/bfloat16 y_pred, without its casts.
