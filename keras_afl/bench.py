@@ -688,6 +688,13 @@ def _plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick):
     return n + 2 * ("training" in suites) + len(memory) * ("memory" in suites)
 
 
+def _check_names(values, valid, argument, what):
+    for v in values:
+        if v not in valid:
+            raise ValueError(f"`{argument}`: unknown {what} {v!r}; expected some of {tuple(valid)}. "
+                             f"Fix: pass names from that list (or leave `{argument}` at its default).")
+
+
 def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suites=SUITES,
         activations=None, losses=None, progress=True):
     """Runs the benchmark suites; returns a JSON-ready dict (see `write_reports`).
@@ -704,20 +711,12 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
         activations, losses: Case names to run (default: all; quick: a few).
         progress: Draw a progress bar on stderr.
     """
-    for s in suites:
-        if s not in SUITES:
-            raise ValueError(f"unknown suite {s!r}; expected some of {SUITES}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"unknown mode {m!r}; expected some of {MODES}")
+    _check_names(suites, SUITES, "suites", "suite")
+    _check_names(modes, MODES, "modes", "mode")
     names_a = list((QUICK_ACTIVATIONS if quick else ACTIVATIONS) if activations is None else activations)
     names_l = list((QUICK_LOSSES if quick else LOSSES) if losses is None else losses)
-    for n in names_a:
-        if n not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {n!r}; expected some of {tuple(ACTIVATIONS)}")
-    for n in names_l:
-        if n not in LOSSES:
-            raise ValueError(f"unknown loss {n!r}; expected some of {LOSSES}")
+    _check_names(names_a, tuple(ACTIVATIONS), "activations", "activation")
+    _check_names(names_l, LOSSES, "losses", "loss")
     log_sizes = list(sizes or ((12,) if quick else DEFAULT_SIZES))
     dtypes = list(dtypes or (("float32",) if quick else DTYPES))
     repeats = repeats or (3 if quick else 10)

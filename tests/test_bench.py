@@ -132,6 +132,10 @@ def test_run_refuses_unknown_suites_and_modes():
         bench.run(quick=True, suites=("speed",))
     with pytest.raises(ValueError, match="mode"):
         bench.run(quick=True, modes=("eager",))
+    with pytest.raises(ValueError, match=r"`activations`: unknown activation 'gelu'.*Fix"):
+        bench.run(quick=True, activations=("gelu",))
+    with pytest.raises(ValueError, match=r"`losses`: unknown loss 'mae'"):
+        bench.run(quick=True, losses=("mae",))
 
 
 def test_terminal_table_lists_every_row(quick_run):
