@@ -54,7 +54,7 @@ from keras_afl import activations as A
 from keras_afl import losses as L
 from keras_afl.losses import _core as _losses_core
 
-__all__ = ["run", "main_table", "summary", "summary_table", "write_reports", "TARGETS"]
+__all__ = ["run", "main_table", "summary", "summary_table", "write_reports", "same_program", "TARGETS"]
 
 SUITES = ("activations", "losses", "training", "memory")
 MODES = ("graph", "xla")
@@ -391,6 +391,13 @@ def same_program(name, dtype, mode, size=2**16):
     the same TensorFlow kernels (graph mode) or the same optimized XLA program (XLA).
 
     Where it does, any timing difference between the two is measurement noise.
+
+    Example:
+    >>> from keras_afl import bench
+    >>> bench.same_program("tanh", "float32", "xla", size=2**10)   # TanhGrad, as autodiff's
+    True
+    >>> bench.same_program("prelu", "float32", "graph", size=2**10)  # vs Keras's formula
+    False
     """
     ours, ref = ACTIVATIONS[name]
     with_alpha = name == "prelu"

@@ -63,9 +63,9 @@ casts inside them, and nothing full-size kept from the forward for the
 backward (the softmax losses keep two numbers per sample). Inside the kernels
 on CPU, sums over the class axis are products with a column of ones, which
 XLA vectorises (a reduction along a short last axis it does not). Each new
-input shape compiles once (a fraction of a second). Eager calls, float64 and small losses
-run plain TensorFlow ops; both paths compute the same formulas and agree to
-float32 rounding. Set `KERAS_AFL_FUSE_LOSSES=0` before importing keras_afl
+input shape compiles once (a fraction of a second). Eager calls, float64 and
+small losses run plain TensorFlow ops; both paths compute the same formulas
+and agree to float32 rounding. Set `KERAS_AFL_FUSE_LOSSES=0` before importing keras_afl
 to turn the compiled path off (for a device without XLA). Measurements:
 `benchmarks/results.md`.
 """
