@@ -21,6 +21,17 @@ __all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Softmax", "ELU", "S
 _register = keras.saving.register_keras_serializable(package="keras_afl")
 
 
+def _build_at_init(layer):
+    """Marks a stateless layer built at construction, as Keras's own activation layers do.
+
+    Only when the class keeps `Layer.build`: a subclass that overrides `build()`
+    (to add a weight, say) stays unbuilt until its first call, when Keras calls
+    that `build()`, exactly as for a subclass of `keras.layers.ELU`.
+    """
+    if type(layer).build is keras.layers.Layer.build:
+        layer.built = True
+
+
 class _Elementwise(keras.layers.Layer):
     """Base for stateless element-wise activation layers."""
 
@@ -29,7 +40,7 @@ class _Elementwise(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
-        self.built = True
+        _build_at_init(self)
 
     def _kwargs(self):
         return {}
@@ -176,7 +187,7 @@ class Softmax(keras.layers.Layer):
         normalize_axis(axis, None)  # type check only; range is checked against the input
         self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
         self.supports_masking = True
-        self.built = True
+        _build_at_init(self)
 
     def call(self, inputs, mask=None):
         inputs = tf.convert_to_tensor(inputs)

@@ -98,6 +98,88 @@ class TestEveryLayer:
             keras.mixed_precision.set_dtype_policy("float32")
 
 
+# layer -> (our settings, the Keras layer it mirrors, that layer's settings). Keras has no
+# Sigmoid/Tanh/SELU layers: its `Activation` layer is their twin.
+KERAS_TWINS = {
+    "ReLU": ({}, keras.layers.ReLU, {}),
+    "LeakyReLU": ({"negative_slope": 0.2}, keras.layers.LeakyReLU, {"negative_slope": 0.2}),
+    "Sigmoid": ({}, keras.layers.Activation, {"activation": "sigmoid"}),
+    "Tanh": ({}, keras.layers.Activation, {"activation": "tanh"}),
+    "Softmax": ({"axis": 1}, keras.layers.Softmax, {"axis": 1}),
+    "ELU": ({"alpha": 0.5}, keras.layers.ELU, {"alpha": 0.5}),
+    "SELU": ({}, keras.layers.Activation, {"activation": "selu"}),
+    "PReLU": ({}, keras.layers.PReLU, {}),
+}
+
+
+def scaled_subclass(base, call_super_build=True):
+    """A subclass that adds a weight `k` in build() and multiplies the output by it."""
+
+    class Scaled(base):
+        def build(self, input_shape):
+            if call_super_build:
+                super().build(input_shape)
+            self.k = self.add_weight(shape=(), initializer="ones", name="k")
+
+        def call(self, inputs):
+            return super().call(inputs) * self.k
+
+    return Scaled
+
+
+@pytest.mark.parametrize("name", NAMES)
+class TestSubclassing:
+    """Every layer subclasses as its Keras twin does: weights in build(), build() on first use."""
+
+    def test_built_at_construction_as_keras(self, name):
+        ours, twin, twin_kwargs = KERAS_TWINS[name]
+        assert getattr(L, name)(**ours).built == twin(**twin_kwargs).built
+
+    @pytest.mark.parametrize("call_super_build", [True, False], ids=["super_build", "own_build"])
+    def test_subclass_build_adds_weight_on_first_call(self, name, call_super_build):
+        ours_kwargs, twin, twin_kwargs = KERAS_TWINS[name]
+        if name == "PReLU" and not call_super_build:
+            pytest.skip("PReLU's alpha is created by its build(): a subclass must call it")
+        layer = scaled_subclass(getattr(L, name), call_super_build)(**ours_kwargs)
+        theirs = scaled_subclass(twin, call_super_build)(**twin_kwargs)
+        assert layer.built is False and theirs.built is False
+        x = sample(seed=9)
+        y = layer(x)
+        theirs(x)
+        assert layer.built is True and theirs.built is True
+        assert "k" in [w.name for w in layer.weights]
+        assert len(layer.weights) == len(theirs.weights)
+        plain = getattr(L, name)(**ours_kwargs)
+        if name == "PReLU":
+            plain.build(x.shape)
+            plain.set_weights([w for w in layer.get_weights() if w.shape != ()])
+        np.testing.assert_allclose(y.numpy(), plain(x).numpy(), rtol=1e-6)
+        layer.k.assign(2.0)
+        np.testing.assert_allclose(layer(x).numpy(), 2.0 * plain(x).numpy(), rtol=1e-6)
+
+    def test_subclass_weight_trains_in_fit(self, name):
+        ours_kwargs, _, _ = KERAS_TWINS[name]
+        keras.utils.set_random_seed(0)
+        layer = scaled_subclass(getattr(L, name))(**ours_kwargs)
+        model = keras.Sequential([keras.Input((5,)), layer, keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(sample(seed=10), np.ones((6, 1), "float32"), epochs=2, verbose=0)
+        assert any(w is layer.k for w in model.trainable_weights)
+        assert float(layer.k.numpy()) != 1.0
+
+
+def test_issue_example_subclass_of_elu():
+    class S(L.ELU):
+        def build(self, s):
+            self.k = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return super().call(x) * self.k
+
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(S()(x).numpy(), x)
+
+
 class TestPReLU:
     def test_alpha_starts_at_quarter_as_he_et_al(self):
         layer = L.PReLU()
