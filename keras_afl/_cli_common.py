@@ -63,6 +63,69 @@ def pyplot(command):
     return require("matplotlib.pyplot", command)
 
 
+def output_folder(path, option="--output"):
+    """Creates the folder `path` (given as `option`) and checks that files can be written in it.
+
+    Raises CLIError (exit 2) naming the option, the path and the reason --
+    an existing file, a parent that is a file, a place where nothing can be
+    created (a read-only file system, /proc, ...) -- before any work is done.
+    Returns `path`.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{option} {path!r} is an existing file, not a folder; give a new or "
+                       f"existing folder instead (e.g. {option} {path}_out)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {path!r}: cannot create the folder ({_why(path, e)}); give "
+                       "a folder in a writable place") from None
+    _probe(path, option, path)
+    return path
+
+
+def output_file(path, option="--output"):
+    """Checks that the file `path` (given as `option`) can be written; creates its folder.
+
+    Raises CLIError (exit 2) with the reason, like `output_folder`.
+    """
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path!r} is a folder; give a file name (e.g. {option} "
+                       f"{os.path.join(path, 'plot.png')})")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {path!r}: cannot create its folder ({_why(folder, e)}); give "
+                       "a file in a writable place") from None
+    _probe(folder, option, path)
+    return path
+
+
+def _probe(folder, option, given):
+    """Writes and removes a temporary file in `folder` (permission bits do not stop root)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise CLIError(f"{option} {given!r}: cannot write a file in {folder!r} "
+                       f"({e.strerror or e}); give a writable place") from None
+
+
+def _why(path, err):
+    """The reason `os.makedirs(path)` failed, naming a parent that is a file."""
+    parent = os.path.abspath(path)
+    while parent and not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        return f"{parent!r} is a file, not a folder"
+    return err.strerror or str(err)
+
+
 def closest(name, candidates):
     """The closest candidate to `name` (difflib), or None."""
     found = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)

@@ -7,8 +7,19 @@ anything trains, and returns the normalised config (defaults filled in) that
 
     configs/x.yaml: model.layers[2].activation: unknown activation 'afl_rleu'; did you mean 'afl_relu'?
 
-The schema (see configs/ for complete examples):
+The schema is `SCHEMA` below (what `keras-afl train --help` prints; a string
+constant, not this docstring, so that the help survives `python -OO`).
+"""
 
+from __future__ import annotations
+
+import inspect
+import os
+import re
+
+from keras_afl._cli_common import ConfigError, did_you_mean, require
+
+SCHEMA = """\
     name: str                       (default: the file name without .yaml)
     description: str                (optional, copied to the summary)
     seed: int >= 0                  (default 0)
@@ -51,14 +62,6 @@ accuracy, macro F1, balanced accuracy, lowest class recall; regression MAE,
 RMSE, R^2 in the target's units. The `outliers` source adds its outliers to the
 train and validation targets only, so the test error measures the clean signal.
 """
-
-from __future__ import annotations
-
-import inspect
-import os
-import re
-
-from keras_afl._cli_common import ConfigError, did_you_mean, require
 
 SOURCES = ("breast_cancer", "digits", "iris", "wine", "diabetes", "outliers", "csv")
 TASKS = ("binary", "multiclass", "regression")
@@ -521,6 +524,12 @@ def validate(raw, file):
 def load(path):
     """Reads and validates the config file at `path`."""
     yaml = require("yaml", "train")
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
+        which = (f"one of its config files: {', '.join(found[:8])}{', ...' if len(found) > 8 else ''}"
+                 f" (e.g. keras-afl train {os.path.join(path, found[0])})" if found
+                 else "a config file (it holds no .yaml files; configs/ has examples)")
+        raise ConfigError(path, "", f"is a folder, not a config file; pass {which}")
     if not os.path.isfile(path):
         raise ConfigError(path, "", "no such file")
     try:

@@ -184,11 +184,27 @@ def subsample_positives(x, y, fraction, seed):
     return x[keep], y[keep]
 
 
-def split(x, y, fraction, seed, stratify):
-    """Stratified (if possible) split; returns x_a, x_b, y_a, y_b with len(b) ~ fraction."""
+def split(x, y, fraction, seed, stratify, *, file=None, key=None):
+    """Stratified (if possible) split; returns x_a, x_b, y_a, y_b with len(b) ~ fraction.
+
+    Too few samples for the split (scikit-learn's ValueError) is a ConfigError
+    naming `file` and the config `key` of `fraction`.
+    """
     ms = require("sklearn.model_selection", "train")
     strat = y if stratify and np.min(np.bincount(y)) >= 2 else None
-    return ms.train_test_split(x, y, test_size=fraction, random_state=seed, stratify=strat)
+    try:
+        return ms.train_test_split(x, y, test_size=fraction, random_state=seed, stratify=strat)
+    except ValueError as e:
+        if file is None:
+            raise
+        n, k = len(x), len(np.unique(y))
+        classes = f" in {k} class{'es' * (k != 1)}" if stratify else ""
+        why = str(e).split(". ")[0].rstrip(".")
+        raise ConfigError(file, key, f"cannot hold out {fraction:g} of {n} sample{'s' * (n != 1)}"
+                                     f"{classes} (scikit-learn: {why}); use a larger data set or "
+                                     f"change {key}"
+                                     + (" (0: no validation split)"
+                                        if key == "training.validation_split" else "")) from None
 
 
 def prepare(cfg, file, *, smoke=False, validation_split=0.2):
@@ -220,11 +236,13 @@ def prepare(cfg, file, *, smoke=False, validation_split=0.2):
     classify = task != "regression"
     if smoke and len(x) > SMOKE_SAMPLES:
         x, _, y, _ = split(x, y, 1 - SMOKE_SAMPLES / len(x), seed, classify)
-    x_train, x_test, y_train, y_test = split(x, y, d["test_split"], seed, classify)
+    x_train, x_test, y_train, y_test = split(x, y, d["test_split"], seed, classify, file=file,
+                                             key="data.test_split")
     x_val = y_val = None
     if validation_split > 0:
         x_train, x_val, y_train, y_val = split(x_train, y_train, validation_split, seed + 3,
-                                               classify)
+                                               classify, file=file,
+                                               key="training.validation_split")
     if source == "outliers":
         y_train = add_outliers(y_train, d["outlier_fraction"], d["outlier_scale"], seed)
         if y_val is not None:

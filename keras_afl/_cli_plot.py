@@ -12,11 +12,10 @@ losses against the error y_pred - y_true.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from keras_afl._cli_common import CLIError, pyplot
+from keras_afl._cli_common import CLIError, output_file, pyplot
 
 _GROUPS = {"activations": "activation", "losses": "loss"}
 
@@ -159,9 +158,12 @@ def plot(entries, path, x_range=(-5.0, 5.0)):
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:  # checked before plotting; this is a race (the folder went away)
+        raise CLIError(f"-o/--output {path!r}: cannot write the file ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -176,6 +178,7 @@ def run(names, *, output=None, x_range=(-5.0, 5.0)):
         output = f"{names[0]}.png" if len(names) == 1 else "keras_afl_plot.png"
     if not output.lower().endswith(".png"):
         raise CLIError(f"-o/--output must be a .png file; got {output!r}")
+    output_file(output, "-o/--output")
     path = plot(entries, output, x_range)
     print(f"wrote {path} ({', '.join(e.name for e in entries)})")
     return 0

@@ -18,7 +18,8 @@ import sys
 import time
 
 from keras_afl import _cli_config, _cli_data
-from keras_afl._cli_common import ConfigError, format_table, pyplot, require, versions
+from keras_afl._cli_common import (ConfigError, format_table, output_folder, pyplot, require,
+                                   versions)
 
 SMOKE_EPOCHS = 1
 
@@ -46,8 +47,7 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
                              validation_split=tr["validation_split"])
     check_fit(cfg, data, config_path)
     epochs = SMOKE_EPOCHS if smoke else tr["epochs"]
-    out_dir = output or os.path.join("afl_runs", cfg["name"])
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_folder(output or os.path.join("afl_runs", cfg["name"]), "--output")
     t_data = time.perf_counter() - t_start
 
     print(f"keras-afl train: {cfg['name']}{'  (smoke run)' if smoke else ''}")

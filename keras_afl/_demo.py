@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from keras_afl._cli_common import format_table, pyplot, require, versions
+from keras_afl._cli_common import format_table, output_folder, pyplot, require, versions
 
 SEED = 0
 POSITIVE_DIGIT = 8
@@ -211,8 +211,7 @@ def run(output="afl_demo_output", epochs=None):
     require("matplotlib", "demo")
     require("sklearn", "demo")
     epochs = epochs or EPOCHS
-    out = os.path.abspath(output)
-    os.makedirs(out, exist_ok=True)
+    out = os.path.abspath(output_folder(output, "--output"))
     print(f"keras-afl demo: binary cross-entropy vs focal loss on imbalanced data -> {out}")
     import keras
 

@@ -154,11 +154,13 @@ def build_parser():
 
 
 def _config_schema():
-    """The config reference from `keras_afl._cli_config`'s docstring (for `train --help`)."""
+    """The config reference `keras_afl._cli_config.SCHEMA` (for `train --help`).
+
+    Help text never comes from a docstring: `python -OO` strips them.
+    """
     from keras_afl import _cli_config
 
-    doc = _cli_config.__doc__
-    return "config file:\n" + doc[doc.index("    name: str"):].rstrip()
+    return "config file:\n" + _cli_config.SCHEMA.rstrip()
 
 
 def _positive_int(text):

@@ -223,6 +223,121 @@ def test_invalid_yaml_and_missing_file_exit_2(tmp_path, capsys):
     assert "nope.yaml: no such file" in capsys.readouterr().err
 
 
+def assert_one_message(captured, *parts):
+    """stderr is one message holding every part; no traceback anywhere."""
+    assert "Traceback" not in captured.err + captured.out, captured.err
+    for part in parts:
+        assert part in captured.err, captured.err
+    return captured.err
+
+
+def test_train_of_a_folder_says_it_is_a_folder_and_what_to_pass(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text("x: 1\n")
+    (tmp_path / "b.yml").write_text("x: 1\n")
+    assert main(["train", str(tmp_path)]) == 2
+    err = assert_one_message(capsys.readouterr(), f"{tmp_path}: is a folder, not a config file",
+                             "a.yaml, b.yml", f"keras-afl train {tmp_path / 'a.yaml'}")
+    assert "no such file" not in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", str(empty)]) == 2
+    assert_one_message(capsys.readouterr(), "is a folder, not a config file",
+                       "it holds no .yaml files")
+
+
+def _unwritable_cases(tmp_path):
+    """(argv, message parts) for outputs that cannot be written; tests run as root, so not
+    permission bits: a path under a regular file, an existing file or folder, /proc."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    (tmp_path / "folder.png").mkdir()
+    cfg = write_config(tmp_path, BASE)
+    under = f"{str(a_file)!r} is a file, not a folder"
+    cases = [
+        (["train", cfg, "--quiet", "--output", str(a_file)],
+         ["--output", repr(str(a_file)), "is an existing file, not a folder"]),
+        (["train", cfg, "--quiet", "--output", str(a_file / "run")],
+         ["cannot create the folder", under]),
+        (["demo", "--output", str(a_file)], ["is an existing file, not a folder"]),
+        (["demo", "--output", str(a_file / "d")], ["cannot create the folder", under]),
+        (["plot", "afl_relu", "-o", str(a_file / "p.png")], ["-o/--output", under]),
+        (["plot", "afl_relu", "-o", str(tmp_path / "folder.png")], ["is a folder; give a file"]),
+    ]
+    if os.path.isdir("/proc/self"):  # the kernel's file system: nothing can be created there
+        cases += [(["demo", "--output", "/proc/self/keras_afl_demo"], ["cannot create the folder"]),
+                  (["plot", "afl_relu", "-o", "/proc/keras_afl.png"], ["cannot write a file in"])]
+    return cases
+
+
+def test_outputs_that_cannot_be_written_exit_2_with_one_message(tmp_path, capsys):
+    for argv, parts in _unwritable_cases(tmp_path):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = assert_one_message(captured, f"keras-afl {argv[0]}: ", *parts)
+        assert len(err.strip().splitlines()) == 1, err
+        assert "give a" in err  # what to do
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "cfg.yaml", "folder.png"]  # nothing written
+    assert not os.listdir(tmp_path / "folder.png")
+
+
+@pytest.mark.parametrize("rows, key, why", [
+    (4, "data.test_split", "greater or equal to the number of classes"),  # 1 test row, 2 classes
+    (2, "training.validation_split", "the resulting train set will be empty"),  # 1 train row
+])
+def test_csv_too_small_to_split_exits_2_naming_the_split(rows, key, why, tmp_path, capsys):
+    (tmp_path / "data.csv").write_text("a,label\n" + "".join(f"{i},{'xy'[i % 2]}\n"
+                                                             for i in range(rows)))
+    cfg = copy.deepcopy(BASE)
+    cfg["data"] = {"source": "csv", "path": "data.csv", "target": "label"}
+    path = write_config(tmp_path, cfg)
+    assert main(["train", path, "--quiet", "--output", str(tmp_path / "run")]) == 2
+    err = assert_one_message(capsys.readouterr(), f"{path}: {key}: cannot hold out", why,
+                             f"use a larger data set or change {key}")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_of_every_command_works_under_python_OO():
+    """`python -OO` strips docstrings; no help text may come from one."""
+    import argparse
+
+    from keras_afl.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sorted(sub.choices)
+    assert {"demo", "train", "list", "plot", "check", "lint", "bench"} <= set(commands)
+    code = (
+        "import contextlib, io, json, runpy, sys\n"
+        "assert sys.flags.optimize == 2\n"
+        "out = {}\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in sys.argv[1:]]:\n"
+        "    sys.argv = ['keras-afl', *argv]\n"
+        "    buf, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        "            runpy.run_module('keras_afl', run_name='__main__', alter_sys=True)\n"
+        "            rc = 0\n"
+        "        except SystemExit as e:\n"
+        "            rc = e.code\n"
+        "        except BaseException as e:\n"
+        "            rc = repr(e)\n"
+        "    out[' '.join(argv)] = [rc, buf.getvalue(), err.getvalue()]\n"
+        "import keras_afl.cli\n"
+        "out['doc'] = keras_afl.cli.__doc__\n"
+        "print('JSON' + json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-OO", "-c", code, *commands], capture_output=True,
+                          text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("JSON", 1)[1])
+    assert out.pop("doc") is None  # docstrings really were stripped
+    for argv, (rc, stdout, stderr) in out.items():
+        assert rc == 0, (argv, rc, stderr[-2000:])
+        assert stdout.startswith("usage: keras-afl"), (argv, stdout[:200])
+        assert "Traceback" not in stderr
+    assert "validation_split" in out["train --help"][1]  # the config reference is there
+
+
 def test_numbers_written_1e_minus_3_are_accepted(tmp_path):
     """PyYAML reads `1e-3` as a string (YAML 1.1); a learning rate written so still works."""
     path = tmp_path / "c.yaml"
