@@ -2,7 +2,8 @@
 
 `get()` and `names()` read it; so do the command line, the README table and the
 tests. On `import keras_afl`, `install()` adds these names to Keras's own
-lookup tables (adding only, never replacing a Keras name), because Keras 3's
+lookup tables (adding only, never replacing a Keras name; loss names are metric
+names too, as Keras's are), because Keras 3's
 `keras.activations.get` / `keras.losses.get` -- and so `Dense(activation=...)`
 and `compile(loss=...)` -- read only those tables: neither
 `register_keras_serializable` nor `custom_object_scope` makes a string resolve.
@@ -38,6 +39,9 @@ class Entry:
         formula, derivative: Plain-text formulas (README table, `keras-afl list`).
         output_range: Range of the output (activations) or of the loss value.
         properties, uses, pairings: Notes from the article behind the project.
+
+    A loss entry's `function` is its per-sample function (`losses.focal` for
+    `FocalLoss`), what its names resolve to as metrics.
     """
 
     name: str
@@ -55,6 +59,13 @@ class Entry:
     @property
     def all_names(self):
         return (self.name, *self.aliases)
+
+    @property
+    def function(self):
+        """A loss's per-sample function (`keras_afl.losses.focal`, ...): its metric form."""
+        if self.kind != "loss":
+            raise ValueError(f"{self.name!r} is an {self.kind}, not a loss: it has no loss function.")
+        return self.obj._fn
 
     def parameters(self):
         """Settings with their defaults, read from the function or constructor signature."""
@@ -325,16 +336,20 @@ def get(identifier, kind=None):
 
 
 def _keras_tables():
-    """Keras's private name tables: {"activation": dict, "loss": dict}.
+    """Keras's private name tables: {"activation": dict, "loss": dict, "metric": dict}.
 
     The one access to Keras internals in keras_afl. Keras 3 exposes no public
-    way to add names to `keras.activations.get` / `keras.losses.get`.
+    way to add names to `keras.activations.get` / `keras.losses.get` /
+    `keras.metrics.get` (the last is how `compile(metrics=[...])` resolves a
+    string, at the first fit/evaluate).
     """
     try:
         from keras.src import activations as _ka
         from keras.src import losses as _kl
+        from keras.src import metrics as _km
 
-        tables = {"activation": _ka.ALL_OBJECTS_DICT, "loss": _kl.ALL_OBJECTS_DICT}
+        tables = {"activation": _ka.ALL_OBJECTS_DICT, "loss": _kl.ALL_OBJECTS_DICT,
+                  "metric": _km.ALL_OBJECTS_DICT}
     except (ImportError, AttributeError) as e:  # pragma: no cover - only on a Keras that moved them
         raise RuntimeError(
             f"keras_afl could not find Keras's name tables in keras {keras.__version__} ({e}); "
@@ -346,21 +361,58 @@ def _keras_tables():
     return tables
 
 
+def _keras_loss_functions():
+    """Keras's private set of its loss classes and functions, or None.
+
+    `keras.metrics.MeanMetricWrapper` marks a metric "lower is better" (which
+    `EarlyStopping` and `ModelCheckpoint` read in `mode="auto"`) only when its
+    function is in this set, as Keras's own losses used as metrics are.
+    """
+    try:
+        from keras.src import losses as _kl
+    except ImportError:  # pragma: no cover
+        return None
+    objects = getattr(_kl, "ALL_OBJECTS", None)
+    return objects if isinstance(objects, set) else None
+
+
+def _targets(e):
+    """[(Keras table name, object)] an entry's names map to: a loss is a metric too.
+
+    As for Keras's own loss names, `compile(metrics=["focal"])` is the mean of
+    the per-sample loss (default settings) over the samples seen.
+    """
+    if e.kind == "loss":
+        return [("loss", e.obj), ("metric", e.function)]
+    return [(e.kind, e.obj)]
+
+
 def install():
     """Adds every keras_afl name to Keras's tables; never replaces a Keras name.
 
-    Returns the names that were added (already-present names of ours count as added).
+    Activation names go to `keras.activations.get`'s table, loss names to
+    `keras.losses.get`'s and, as the per-sample loss function, to
+    `keras.metrics.get`'s (so a loss name works in `compile(metrics=...)`, as
+    Keras's own do). Returns the names that were added (already-present names
+    of ours count as added).
     """
     added = []
     with _lock:
         tables = _keras_tables()
+        loss_functions = _keras_loss_functions()
         for e in entries():
-            table = tables[e.kind]
             for n in e.all_names:
-                current = table.get(n)
-                if current is None or current is e.obj:
-                    table[n] = e.obj
+                ok = True
+                for kind, obj in _targets(e):
+                    current = tables[kind].get(n)
+                    if current is None or current is obj:
+                        tables[kind][n] = obj
+                    else:
+                        ok = False
+                if ok:
                     added.append(n)
+            if e.kind == "loss" and loss_functions is not None:
+                loss_functions.add(e.function)
     return added
 
 

@@ -14,8 +14,12 @@ class TestKerasTables:
     def test_keras_still_has_its_name_tables(self):
         # Fails loudly if a Keras release moves the private tables we write into.
         tables = registry._keras_tables()
-        assert "relu" in tables["activation"] and "mse" in tables["loss"], (
-            "Keras moved keras.src.activations/losses.ALL_OBJECTS_DICT: update registry._keras_tables()"
+        assert "relu" in tables["activation"] and "mse" in tables["loss"] and "mse" in tables["metric"], (
+            "Keras moved keras.src.activations/losses/metrics.ALL_OBJECTS_DICT: "
+            "update registry._keras_tables()"
+        )
+        assert keras.losses.mean_squared_error in registry._keras_loss_functions(), (
+            "Keras moved keras.src.losses.ALL_OBJECTS: update registry._keras_loss_functions()"
         )
 
     def test_every_name_resolves_through_keras(self):
@@ -111,3 +115,66 @@ def test_import_under_other_backend_explains_fix():
     """
     out = run_python(code, env={"KERAS_BACKEND": "numpy"})
     assert "IMPORTERROR:" in out and "'numpy'" in out and "KERAS_BACKEND=tensorflow" in out
+
+
+# Which labels and output each keras_afl loss needs when used as a metric.
+METRIC_TASK = {
+    "afl_mse": "binary", "afl_bce": "binary", "focal": "binary", "afl_huber": "binary",
+    "afl_hinge": "binary", "afl_cce": "categorical", "categorical_focal": "categorical",
+    "afl_sparse_categorical_crossentropy": "sparse", "sparse_categorical_focal": "sparse",
+}
+
+
+def metric_task_data(task, n=48, seed=0):
+    """(x, y, model) for a task: sigmoid output on 0/1 labels, softmax on one-hot or ids."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    score = x @ np.array([1.0, -2.0, 0.5, 1.5], "float32")
+    if task == "binary":
+        y, units, act = (score > 0).astype("float32")[:, None], 1, "sigmoid"
+    else:
+        ids = np.digitize(score, [-1.0, 1.0])
+        y = ids.astype("int32") if task == "sparse" else np.eye(3, dtype="float32")[ids]
+        units, act = 3, "softmax"
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=act)])
+    return x, y, model
+
+
+def metric_names(task):
+    return [n for e in keras_afl.entries("loss") if METRIC_TASK[e.name] == task for n in e.all_names]
+
+
+class TestLossNamesAsMetrics:
+    def test_every_loss_has_a_task(self):
+        assert set(METRIC_TASK) == {e.name for e in keras_afl.entries("loss")}
+
+    @pytest.mark.parametrize("task", ["binary", "categorical", "sparse"])
+    def test_every_loss_name_is_a_metric_in_history_with_the_loss_value(self, task):
+        x, y, model = metric_task_data(task)
+        names = metric_names(task)
+        model.compile(keras.optimizers.SGD(0.1), loss=keras_afl.entry(names[0]).obj(), metrics=names)
+        history = model.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+        for n in names:
+            assert n in history and len(history[n]) == 2 and np.all(np.isfinite(history[n])), n
+        # One batch: each metric is the mean of its loss over the samples (default settings).
+        got = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        pred = model.predict(x, verbose=0)
+        for n in names:
+            want = float(keras_afl.entry(n).obj()(y, pred))
+            np.testing.assert_allclose(got[n], want, rtol=1e-5, err_msg=n)
+        assert got["loss"] == pytest.approx(got[names[0]], rel=1e-6)
+
+    def test_keras_metrics_get_gives_the_loss_function(self):
+        for e in keras_afl.entries("loss"):
+            for n in e.all_names:
+                assert keras.metrics.get(n) is e.function, n
+        assert keras_afl.losses.FocalLoss._fn is keras_afl.losses.focal
+
+    def test_loss_metric_is_lower_is_better_for_early_stopping(self):
+        # EarlyStopping(mode="auto") must know the direction, as for Keras's loss names.
+        x, y, model = metric_task_data("binary")
+        model.compile("sgd", loss="afl_bce", metrics=["focal"])
+        stop = keras.callbacks.EarlyStopping(monitor="val_focal", patience=1)
+        model.fit(x, y, epochs=2, validation_split=0.25, callbacks=[stop], verbose=0)
+        assert stop.monitor_op is keras.ops.less

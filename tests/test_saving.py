@@ -117,3 +117,34 @@ def test_export_serves_without_importing_keras_afl(trained, batch):
     """)
     n, err = stdout.strip().splitlines()[-1].split()
     assert int(n) == batch and float(err) < 1e-6
+
+
+def test_loss_names_as_metrics_survive_a_reload(tmp_path):
+    # compile(metrics=[every keras_afl loss name]) saves the names; a fresh process that
+    # imports keras_afl resolves them again and evaluates to the same values.
+    from tests.test_registry import metric_names, metric_task_data
+
+    want = {}
+    for task in ("binary", "categorical", "sparse"):
+        x, y, model = metric_task_data(task)
+        names = metric_names(task)
+        model.compile("adam", loss=names[0], metrics=names)
+        model.fit(x, y, epochs=1, verbose=0)
+        want[task] = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        model.save(tmp_path / f"{task}.keras")
+    stdout = run_python(f"""
+        import json, sys, keras, keras_afl
+        sys.path.insert(0, {os.path.dirname(__file__)!r} + "/..")
+        from tests.test_registry import metric_task_data
+        got = {{}}
+        for task in ("binary", "categorical", "sparse"):
+            x, y, _ = metric_task_data(task)
+            m = keras.models.load_model({str(tmp_path)!r} + f"/{{task}}.keras")
+            got[task] = m.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        print(json.dumps(got))
+    """)
+    got = json.loads(stdout.strip().splitlines()[-1])
+    for task in want:
+        assert set(got[task]) == set(want[task]), task
+        for n, v in want[task].items():
+            assert got[task][n] == pytest.approx(v, rel=1e-6), (task, n)
