@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import inspect
 import threading
 
@@ -416,15 +417,95 @@ def install():
     return added
 
 
+def _map_strings(value, resolve):
+    """`value` (a name, or a list / tuple / dict of them, nested) with each string resolved."""
+    if isinstance(value, str):
+        return resolve(value)
+    if type(value) in (list, tuple):
+        return type(value)(_map_strings(v, resolve) for v in value)
+    if type(value) is dict:
+        return {k: _map_strings(v, resolve) for k, v in value.items()}
+    return value
+
+
+def _loss_now(name):
+    """A Keras loss name the block maps to one of ours -> our canonical name (else `name`)."""
+    e = {x.obj: x for x in entries("loss")}.get(_keras_tables()["loss"].get(name))
+    return name if e is None or name in e.all_names else e.name
+
+
+def _metric_now(name):
+    """A Keras metric name the block maps to one of our losses -> that metric, keeping `name`."""
+    e = {x.function: x for x in entries("loss")}.get(_keras_tables()["metric"].get(name))
+    if e is None or name in e.all_names:
+        return name
+    return keras.metrics.MeanMetricWrapper(e.function, name=name)
+
+
+def _compile_resolving_builtins(original):
+    """`Model.compile` that resolves the block's names now, not at the first fit/evaluate.
+
+    Keras 3 keeps `compile(loss="mse", metrics=["mse"])` as strings and looks them
+    up when `fit()` / `evaluate()` first runs -- after the block may have ended
+    and restored Keras's names. Resolved here, the model trains with keras_afl's
+    loss wherever it runs, and a saved model stores our name (or the metric).
+    """
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def compile(self, *args, **kwargs):
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:  # Keras's own error for a wrong call
+            return original(self, *args, **kwargs)
+        for arg, resolve in (("loss", _loss_now), ("metrics", _metric_now),
+                             ("weighted_metrics", _metric_now)):
+            if arg in bound.arguments:
+                bound.arguments[arg] = _map_strings(bound.arguments[arg], resolve)
+        return original(*bound.args, **bound.kwargs)
+
+    compile._keras_afl_original = original
+    return compile
+
+
+_compile_patch = {"depth": 0, "owner": None}
+
+
+def _patch_compile(enter):
+    """Wraps `keras.Model.compile` while any loss block is open (nested blocks count)."""
+    state = _compile_patch
+    if enter:
+        state["depth"] += 1
+        if state["depth"] == 1:
+            owner = next(c for c in keras.Model.__mro__ if "compile" in vars(c))
+            state["owner"] = owner
+            owner.compile = _compile_resolving_builtins(vars(owner)["compile"])
+        return
+    state["depth"] -= 1
+    if state["depth"] == 0:
+        owner = state["owner"]
+        current = vars(owner).get("compile")
+        original = getattr(current, "_keras_afl_original", None)
+        if original is not None:
+            owner.compile = original
+
+
 @contextlib.contextmanager
 def use_as_builtins(kind=None):
     """Maps Keras's own names ("relu", "sigmoid", "mse", ...) to keras_afl's, then restores them.
 
     For code you cannot edit: inside the block, `Dense(8, activation="relu")`
     gets `keras_afl.activations.relu` and `compile(loss="mse")` gets
-    `keras_afl.losses.MeanSquaredError`. Resolution happens when the string is
-    looked up (layer construction, `compile()`), so build and compile inside
-    the block. Keras's entries are restored on exit, even after an error.
+    `keras_afl.losses.MeanSquaredError`. Activations resolve when the layer is
+    built from its string, so build the model inside the block. A `compile()`
+    inside the block resolves its loss and metric names at once (Keras itself
+    waits until the first `fit()` / `evaluate()`): the loss becomes our
+    canonical name (`"mse"` -> `"afl_mse"`) and a metric our loss as a metric
+    under the name given (`history["mse"]`), so the model trains, evaluates,
+    saves and reloads with keras_afl's losses wherever `fit()` runs. Keras's
+    shape-dependent shortcuts `"crossentropy"` / `"ce"` and `"accuracy"` stay
+    Keras's. Keras's entries, and `keras.Model.compile`, are restored on exit,
+    even after an error.
 
     Args:
         kind: None (both), "activation" or "loss".
@@ -442,14 +523,19 @@ def use_as_builtins(kind=None):
         tables = _keras_tables()
         saved = []
         for e in entries(kind):
-            table = tables[e.kind]
-            for n in e.keras_names:
-                saved.append((table, n, n in table, table.get(n)))
-                table[n] = e.obj
+            for table_kind, obj in _targets(e):
+                table = tables[table_kind]
+                for n in e.keras_names:
+                    saved.append((table, n, n in table, table.get(n)))
+                    table[n] = obj
+        if kind in (None, "loss"):
+            _patch_compile(enter=True)
     try:
         yield
     finally:
         with _lock:
+            if kind in (None, "loss"):
+                _patch_compile(enter=False)
             for table, n, existed, old in reversed(saved):
                 if existed:
                     table[n] = old

@@ -98,6 +98,69 @@ class TestUseAsBuiltins:
                 raise RuntimeError("boom")
         assert keras.activations.get("tanh") is keras_tanh
 
+    def test_compile_inside_fit_outside_trains_with_our_loss(self):
+        # The example, on a linear output past 1: Keras's BCE clips it and has
+        # gradient 0 there (the weights stay put); ours has the gradient at the clip.
+        def fitted_kernel(inside):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+                1, kernel_initializer="ones", bias_initializer="zeros")])
+            if inside:
+                with keras_afl.use_as_builtins():
+                    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+            else:
+                model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+            model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)  # outside the block
+            return model.get_weights()[0]
+
+        np.testing.assert_array_equal(fitted_kernel(inside=False), 1.0)  # Keras's: gradient 0
+        assert np.all(fitted_kernel(inside=True) > 1.0)                  # ours: it trained
+
+    def test_compile_inside_evaluate_outside_gives_our_loss_and_metrics(self):
+        x, y, model = metric_task_data("binary")
+        with keras_afl.use_as_builtins():
+            model.compile("sgd", loss="binary_focal_crossentropy",
+                          metrics=["binary_focal_crossentropy", "mse"])
+        got = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        pred = model.predict(x, verbose=0)
+        # keras_afl's focal applies alpha = 0.25, as Keras's does only with class balancing.
+        ours = float(keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True)(y, pred))
+        keras_default = float(keras.losses.BinaryFocalCrossentropy()(y, pred))
+        assert abs(ours - keras_default) > 1e-3 * keras_default
+        assert got["loss"] == pytest.approx(ours, rel=1e-5)
+        assert got["binary_focal_crossentropy"] == pytest.approx(ours, rel=1e-5)
+        assert got["mse"] == pytest.approx(float(np.mean((pred - y) ** 2)), rel=1e-5)
+
+    def test_compile_resolves_nested_loss_and_metric_structures(self):
+        inputs = keras.Input((4,))
+        outputs = {"a": keras.layers.Dense(1, activation="sigmoid", name="a")(inputs),
+                   "b": keras.layers.Dense(1, name="b")(inputs)}
+        model = keras.Model(inputs, outputs)
+        with keras_afl.use_as_builtins():
+            model.compile("sgd", loss={"a": "bce", "b": "huber"},
+                          metrics={"a": ["binary_focal_crossentropy"], "b": ("mse",)},
+                          weighted_metrics={"b": ["mean_squared_error", "mae"]})
+        assert model.loss == {"a": "afl_bce", "b": "afl_huber"}
+        x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+        y = {"a": (x[:, :1] > 0).astype("float32"), "b": x[:, 1:2]}
+        got = model.evaluate(x, y, verbose=0, return_dict=True)
+        assert {"a_binary_focal_crossentropy", "b_mse", "b_mean_squared_error", "b_mae"} <= set(got)
+
+    def test_compile_restored_after_the_block_and_after_an_error(self):
+        owner = next(c for c in keras.Model.__mro__ if "compile" in vars(c))
+        keras_compile = vars(owner)["compile"]
+        with keras_afl.use_as_builtins():
+            with keras_afl.use_as_builtins("loss"):
+                assert vars(owner)["compile"] is not keras_compile
+            assert vars(owner)["compile"] is not keras_compile  # the outer block is still open
+        assert vars(owner)["compile"] is keras_compile
+        with pytest.raises(RuntimeError):
+            with keras_afl.use_as_builtins():
+                raise RuntimeError("boom")
+        assert vars(owner)["compile"] is keras_compile
+        with keras_afl.use_as_builtins("activation"):  # no loss names mapped: compile untouched
+            assert vars(owner)["compile"] is keras_compile
+
     def test_kind_activation_leaves_losses_alone(self):
         keras_mse = keras.losses.get("mse")
         with keras_afl.use_as_builtins(kind="activation"):

@@ -148,3 +148,28 @@ def test_loss_names_as_metrics_survive_a_reload(tmp_path):
         assert set(got[task]) == set(want[task]), task
         for n, v in want[task].items():
             assert got[task][n] == pytest.approx(v, rel=1e-6), (task, n)
+
+
+def test_model_compiled_inside_use_as_builtins_reloads_with_our_loss_and_metric(tmp_path):
+    from tests.test_registry import metric_task_data
+
+    x, y, model = metric_task_data("binary")
+    with keras_afl.use_as_builtins():
+        model.compile("adam", loss="binary_focal_crossentropy", metrics=["binary_focal_crossentropy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    pred = model.predict(x, verbose=0)
+    ours = float(keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True)(y, pred))
+    keras_default = float(keras.losses.BinaryFocalCrossentropy()(y, pred))
+    assert abs(ours - keras_default) > 1e-3 * keras_default
+    model.save(tmp_path / "m.keras")
+    stdout = run_python(f"""
+        import json, sys, keras, keras_afl
+        sys.path.insert(0, {os.path.dirname(__file__)!r} + "/..")
+        from tests.test_registry import metric_task_data
+        x, y, _ = metric_task_data("binary")
+        m = keras.models.load_model({str(tmp_path / "m.keras")!r})
+        print(json.dumps(m.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)))
+    """)
+    got = json.loads(stdout.strip().splitlines()[-1])
+    assert got["loss"] == pytest.approx(ours, rel=1e-5)
+    assert got["binary_focal_crossentropy"] == pytest.approx(ours, rel=1e-5)
