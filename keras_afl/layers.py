@@ -164,6 +164,36 @@ def _large_negative(dtype):
     return -3e4 if dtype == tf.float16 else -1e9
 
 
+def _fits(mask_dims, input_dims):
+    return all(m is None or i is None or m in (1, i) for m, i in zip(mask_dims, input_dims))
+
+
+def _fit_mask(mask, input_shape):
+    """The mask, with a trailing axis added if it is a timestep mask; ValueError if it cannot apply."""
+    m, x = mask.shape, input_shape
+    if m.rank is None or x.rank is None:
+        return mask
+    shapes = f"Received: inputs.shape={tuple(x)}, mask.shape={tuple(m)}."
+    if m.rank > x.rank:
+        raise ValueError(
+            f"Softmax: the `mask` has more axes than the `inputs`. {shapes} Expected a mask "
+            "broadcastable to the inputs (as for keras.layers.Softmax) or the inputs' (batch, "
+            "timesteps) mask. Fix: drop the extra axes of the mask."
+        )
+    keras_reading = _fits(m[::-1], x[::-1])
+    timestep = m.rank == x.rank - 1 and _fits(m, x[:-1])
+    if timestep and (not keras_reading or m[0] is None):
+        return mask[..., None]
+    if keras_reading:
+        return mask
+    raise ValueError(
+        f"Softmax: the `mask` cannot apply to the `inputs`. {shapes} Expected each mask axis, "
+        "aligned from the right, to be 1 or the input's size (as for keras.layers.Softmax), or a "
+        "mask of the inputs' shape without its last axis (a timestep mask). Fix: give the mask "
+        "the inputs' shape, or a shape that broadcasts to it."
+    )
+
+
 @_register
 class Softmax(keras.layers.Layer):
     """Softmax layer with optional mask. See `keras_afl.activations.softmax`.
@@ -171,6 +201,18 @@ class Softmax(keras.layers.Layer):
     With a mask (boolean, or numbers where > 0.5 means "keep"), masked
     positions get probability exactly 0 and the rest sum to 1, as in
     `keras.layers.Softmax`. The output carries its (masked) logits.
+
+    Masks are read as `keras.layers.Softmax` reads them: broadcast against
+    the inputs from the right (each mask axis 1 or the input's size, never
+    more axes than the inputs). One addition, where Keras raises: a mask of
+    one axis fewer that matches the inputs' leading axes -- the (batch,
+    timesteps) mask that `Masking`, `Embedding(mask_zero=True)` and recurrent
+    layers propagate -- is broadcast over the last axis, so a masked timestep
+    outputs all zeros and the others are plain softmaxes. (Where a mask fits
+    both readings, Keras's wins, except that a mask whose first size is
+    unknown, like the batch size in a traced model, is read as a timestep
+    mask; pass `mask[..., None]` to be explicit.) Any other mask raises a
+    ValueError naming both shapes.
 
     Args:
         axis: Int or tuple of ints along which the output sums to 1.
@@ -193,7 +235,7 @@ class Softmax(keras.layers.Layer):
         inputs = tf.convert_to_tensor(inputs)
         if mask is None:
             return activations.softmax(inputs, axis=self.axis)
-        mask = tf.convert_to_tensor(mask)
+        mask = _fit_mask(tf.convert_to_tensor(mask), inputs.shape)
         if mask.dtype != tf.bool:
             mask = mask > 0.5
         logits = tf.where(mask, inputs, tf.constant(_large_negative(inputs.dtype), inputs.dtype))

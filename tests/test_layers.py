@@ -27,6 +27,11 @@ LAYERS = {
 NAMES = sorted(LAYERS)
 
 
+def np_softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def sample(shape=(6, 5), seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-3, 3, size=shape).astype("float32")
@@ -239,6 +244,57 @@ class TestSoftmaxMask:
         up = tf.constant(np.random.default_rng(8).normal(size=(2, 4)).astype("float32"))
         _, (g,) = grads(lambda t: L.Softmax()(t, mask=mask), x, upstream=up)
         assert np.all(g.numpy()[~mask.numpy()] == 0.0)
+
+    @pytest.mark.parametrize("x_shape, mask_shape", [((1, 3), (2, 3)), ((2, 3), (2, 4)),
+                                                     ((2, 3), (1, 2, 3)), ((2, 3), (2, 3, 1))])
+    def test_mask_that_cannot_apply_raises_naming_both_shapes_as_keras(self, x_shape, mask_shape):
+        x, mask = np.ones(x_shape, "float32"), np.ones(mask_shape, bool)
+        with pytest.raises(ValueError) as theirs:
+            keras.layers.Softmax()(x, mask=mask)
+        with pytest.raises(ValueError) as ours:
+            L.Softmax()(x, mask=mask)
+        for shapes in (f"inputs.shape={x_shape}", f"mask.shape={mask_shape}"):
+            assert shapes in str(theirs.value) and shapes in str(ours.value)
+        assert "Fix:" in str(ours.value)
+
+    @pytest.mark.parametrize("mask_shape", [(3,), (1, 3), (4, 1), (1, 1)])
+    def test_broadcast_masks_match_keras(self, mask_shape):
+        x = sample((4, 3), seed=11)
+        mask = np.random.default_rng(12).random(mask_shape) > 0.4
+        ours = L.Softmax()(x, mask=mask).numpy()
+        np.testing.assert_allclose(ours, keras.layers.Softmax()(x, mask=mask).numpy(), rtol=1e-6, atol=1e-7)
+
+    def test_timestep_mask_is_broadcast_over_the_last_axis(self):
+        # Keras's Softmax refuses a (batch, timesteps) mask on (batch, timesteps, classes)
+        # inputs; ours reads it as (batch, timesteps, 1), which Keras itself applies.
+        x = sample((8, 6, 3), seed=13)
+        mask = np.random.default_rng(14).random((8, 6)) > 0.3
+        with pytest.raises(ValueError):
+            keras.layers.Softmax()(x, mask=mask)
+        ours = L.Softmax()(x, mask=mask).numpy()
+        expected = keras.layers.Softmax()(x, mask=mask[..., None]).numpy()
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)
+        assert np.all(ours[~mask] == 0.0)
+
+    @pytest.mark.parametrize("classes", [3, 6], ids=["3_classes", "classes_eq_timesteps"])
+    @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+    def test_masking_layer_timestep_mask_in_fit(self, classes, jit_compile):
+        rng = np.random.default_rng(15)
+        x = rng.normal(size=(8, 6, 4)).astype("float32")
+        lengths = rng.integers(2, 7, size=8)
+        padded = np.arange(6)[None, :] >= lengths[:, None]
+        x[padded] = 0.0
+        y = np.eye(classes, dtype="float32")[rng.integers(0, classes, size=(8, 6))]
+        keras.utils.set_random_seed(0)
+        dense = keras.layers.Dense(classes)
+        model = keras.Sequential([keras.Input((6, 4)), keras.layers.Masking(0.0), dense, L.Softmax()])
+        model.compile("adam", loss="categorical_crossentropy", jit_compile=jit_compile)
+        hist = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        assert np.all(np.isfinite(hist.history["loss"]))
+        p = model.predict(x, batch_size=4, verbose=0)
+        kernel, bias = (w.numpy() for w in dense.weights)
+        expected = np.where(padded[..., None], 0.0, np_softmax(x @ kernel + bias))
+        np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
 
     def test_tuple_axis_config_round_trip(self):
         layer = L.Softmax(axis=(1, 2))
