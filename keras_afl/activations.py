@@ -342,6 +342,22 @@ def softmax(x, axis=-1):
     return y
 
 
+# Bit pattern of -0.0 in the unsigned integer of each float's width.
+_SIGN_BIT = {tf.float16: (tf.uint16, 0x8000), tf.bfloat16: (tf.uint16, 0x8000),
+             tf.float32: (tf.uint32, 0x8000_0000), tf.float64: (tf.uint64, 0x8000_0000_0000_0000)}
+
+
+def _is_negative(x):
+    """x < 0 by the IEEE sign bit: -0.0 is not negative, subnormals are.
+
+    TensorFlow's CPU kernels flush subnormal operands to zero, so `x < 0` is
+    False for x = -1e-45 in float32; reading the bits is exact in every mode.
+    A NaN counts as negative or not by its sign bit.
+    """
+    uint, sign = _SIGN_BIT[x.dtype]
+    return tf.bitcast(x, uint) > tf.constant(sign, uint)
+
+
 @_register
 def elu(x, alpha=1.0):
     """Exponential linear unit.
@@ -355,7 +371,12 @@ def elu(x, alpha=1.0):
 
     Gradient:
         elu'(x) = 1 if x > 0 else y + alpha,  y = elu(x)   (elu'(0) = 1, as TF)
-        With alpha = 1 it is TensorFlow's fused `EluGrad` kernel.
+        With alpha = 1 it is TensorFlow's fused `EluGrad` kernel, which picks
+        the branch from the sign of y: exact, since y rounds to 0 only where
+        exp(x) rounds to 1. For any other alpha the branch comes from the sign
+        of x itself, so alpha = 0 gives 0 for x < 0 and a tiny x < 0 whose
+        output underflows to 0 still gets alpha; subnormal x count as negative
+        although TensorFlow's CPU kernels flush them to 0.
 
     Args:
         x: Floating-point tensor.
@@ -392,13 +413,14 @@ def elu(x, alpha=1.0):
 
         @tf.custom_gradient
         def _elu(x):
-            # tf.nn.elu is expm1(min(x, 0)) on the negative side: no overflow
-            # in the branch that tf.where discards.
+            # tf.nn.elu saturates at -1 on the negative side: no overflow in the
+            # branch that tf.where discards.
             e = tf.nn.elu(x)
             y = tf.where(x > 0, x, a_t * e)
 
             def grad(g):
-                return tf.where(y < 0, g * (y + a_t), g)
+                # From x, not y: y is -0.0 for every x < 0 when alpha = 0.
+                return tf.where(_is_negative(x), g * (y + a_t), g)
 
             return y, grad
 
@@ -419,7 +441,13 @@ def selu(x):
 
     Gradient:
         selu'(x) = lambda if x > 0 else y + lambda * alpha   (selu'(0) = lambda)
-        Computed from the saved output with the fused `SeluGrad` kernel.
+        Computed from the saved output with the fused `SeluGrad` kernel:
+        the same program as `tf.nn.selu` and `keras.activations.selu`, with
+        their one inexact band. In graph mode TensorFlow's kernel computes
+        exp(x) - 1 in the input dtype, so where exp(x) rounds to 1 (-x below
+        ~3e-8 in float32, ~2.4e-4 in float16, ~2e-3 in bfloat16; never in
+        float64) the output is 0 and the gradient lambda instead of
+        lambda * alpha. Under XLA both are exact.
 
     Args:
         x: Floating-point tensor.

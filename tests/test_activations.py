@@ -147,6 +147,64 @@ class TestConventionsAtKinks:
         assert g.numpy()[0] == pytest.approx(expected, rel=1e-12)
 
 
+# (unsigned type of the same width, bits of the smallest normal) per dtype: inputs built
+# from bit patterns, since converting a Python float flushes subnormals in some dtypes.
+BITS = {tf.float16: (tf.uint16, 0x0400), tf.bfloat16: (tf.uint16, 0x0080),
+        tf.float32: (tf.uint32, 0x0080_0000), tf.float64: (tf.uint64, 0x0010_0000_0000_0000)}
+
+
+def tiny_inputs(dtype):
+    """-0, +-smallest subnormal, -largest subnormal, -smallest normal, then tiny to large normals."""
+    uint, normal = BITS[dtype]
+    sign = 1 << (uint.size * 8 - 1)
+    bits = [sign, 1, sign | 1, sign | (normal - 1), sign | normal]
+    edge = tf.bitcast(tf.constant(bits, uint), dtype)
+    normals = tf.cast(tf.constant([-1e-30, -1e-8, -1e-4, -1e-3, -1.0, -30.0, 0.0, 1e-3, 2.0]), dtype)
+    return tf.concat([edge, normals], 0)
+
+
+def elu_grad_reference(x64, alpha):
+    """elu'(x) from the exact input (NumPy float64, IEEE comparisons): 1 for x >= 0, alpha e^x below."""
+    return np.where(x64 < 0, alpha * np.exp(np.minimum(x64, 0.0)), 1.0)
+
+
+class TestEluBranchFromInput:
+    """elu'(x) for x < 0 is alpha * e^x even where the output is -0.0 (alpha = 0) or underflows."""
+
+    @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+    @pytest.mark.parametrize("alpha", [0.0, 1e-3, 0.5, 1.0, 2.0])
+    @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+    def test_grad_matches_reference_at_tiny_negatives(self, dtype, alpha, mode):
+        x = tiny_inputs(dtype)
+
+        def value_and_grad(x):
+            return grads(functools.partial(A.elu, alpha=alpha), x)
+
+        if mode != "eager":
+            value_and_grad = tf.function(value_and_grad, jit_compile=mode == "xla")
+        _, (g,) = value_and_grad(x)
+        # Widened in NumPy (exact, subnormals kept); tf.cast would flush them to zero.
+        x_np = x.numpy()
+        want = elu_grad_reference(x_np.astype(np.float64), alpha).astype(x_np.dtype).astype(np.float64)
+        # y + alpha cancels where e^x is below alpha's rounding error (x = -30): absolute error ~ alpha * eps.
+        atol = 2 * alpha * float(tf.experimental.numpy.finfo(dtype).eps)
+        np.testing.assert_allclose(g.numpy().astype(np.float64), want, rtol=tolerance(dtype)[0], atol=atol)
+
+    @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+    def test_alpha_zero_is_relu_grad(self, dtype):
+        x = tf.cast(tf.constant(sample(20)), dtype)
+        _, (g,) = grads(functools.partial(A.elu, alpha=0.0), x)
+        _, (g_relu,) = grads(A.relu, x)
+        np.testing.assert_array_equal(tf.cast(g, tf.float32).numpy(), tf.cast(g_relu, tf.float32).numpy())
+
+    def test_alpha_zero_layer_from_config_grad(self):
+        layer = keras_afl.layers.ELU.from_config(keras_afl.layers.ELU(alpha=0.0).get_config())
+        x = tf.constant([[-2.0, -1e-30, 0.0, 3.0]])
+        y, (g,) = grads(layer, x)
+        np.testing.assert_array_equal(y.numpy(), [[0.0, 0.0, 0.0, 3.0]])
+        np.testing.assert_array_equal(g.numpy(), [[0.0, 0.0, 1.0, 1.0]])
+
+
 class TestSaturation:
     @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
     def test_huge_inputs_stay_finite_grad(self, dtype):
