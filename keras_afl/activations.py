@@ -37,10 +37,23 @@ SELU_SCALE = 1.0507009873554804934193349852946
 _register = keras.saving.register_keras_serializable(package="keras_afl")
 
 
-def _attach_logits(y, logits):
-    """Lets cross-entropies recover the logits, as Keras's own sigmoid/softmax do."""
+def _attach_logits(y, logits, activation=None, axis=None):
+    """Lets cross-entropies recover the logits of a sigmoid/softmax output.
+
+    Sets `_keras_logits`, as Keras's own sigmoid/softmax do, for a sigmoid, a
+    softmax over the last axis, or an unnamed `activation` (Keras's losses use
+    it whatever the loss). With `activation` `"sigmoid"` or `"softmax"` (over
+    the int `axis`), also records `_keras_afl_logits = (logits, activation,
+    axis)`: keras_afl's losses use the logits only for their own activation
+    (`keras_afl.losses._logits`).
+    """
+    rank = y.shape.rank
+    last = axis is None or axis == -1 or (rank is not None and axis == rank - 1)
     try:
-        y._keras_logits = logits
+        if activation is None or last:
+            y._keras_logits = logits
+        if activation is not None:
+            y._keras_afl_logits = (logits, activation, axis)
     except AttributeError:  # pragma: no cover - tensor types that refuse attributes
         pass
     return y
@@ -216,7 +229,7 @@ def sigmoid(x):
     binary cross-entropy or focal loss) and the gate of LSTM/GRU cells. It
     saturates for large |x|, so it is a poor hidden-layer activation. The
     output carries its logits (`_keras_logits`) like Keras's own sigmoid, so a
-    cross-entropy that follows computes from the logits, stably.
+    binary cross-entropy or focal loss that follows computes from the logits, stably.
 
     Formula:
         sigmoid(x) = 1 / (1 + exp(-x))
@@ -248,7 +261,7 @@ def sigmoid(x):
 
         return y, grad
 
-    return _attach_logits(_sigmoid(x), x)
+    return _attach_logits(_sigmoid(x), x, "sigmoid")
 
 
 @_register
@@ -296,8 +309,9 @@ def softmax(x, axis=-1):
 
     The output layer of single-label multi-class classifiers; pair it with
     categorical cross-entropy (or categorical focal loss). The output carries
-    its logits (`_keras_logits`, for the last axis) like Keras's own softmax,
-    so a cross-entropy that follows computes from the logits, stably.
+    its logits and axis, so a keras_afl cross-entropy over the same axis
+    computes from the logits, stably (and, for the last axis, `_keras_logits`,
+    which Keras's own losses read, as after Keras's softmax).
 
     Formula:
         softmax(x)_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))
@@ -336,10 +350,7 @@ def softmax(x, axis=-1):
         return y, grad
 
     y = _softmax(x)
-    rank = x.shape.rank
-    if not several and (axis == -1 or (rank is not None and axis == rank - 1)):
-        _attach_logits(y, x)
-    return y
+    return y if several else _attach_logits(y, x, "softmax", axis)
 
 
 # Bit pattern of -0.0 in the unsigned integer of each float's width.

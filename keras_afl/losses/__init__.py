@@ -29,12 +29,21 @@ values and gradients are the same.
 
 Logits and probabilities. Cross-entropies take probabilities by default
 (`from_logits=False`) and logits with `from_logits=True`. When `y_pred` is the
-output of a Sigmoid or Softmax (keras_afl's or Keras's, which attach the
-logits as `_keras_logits`, or, in graph mode, a tensor made by a
-`Sigmoid`/`Softmax` op), the loss uses the logits instead, stably, and the
-gradient reaches the logits directly (the fused sigma(z) - y or
-softmax(z) - y), as Keras does. The `Loss` classes carry the logits across
-their cast of `y_pred` to the loss dtype, so this survives mixed precision.
+output of the activation the loss inverts -- a sigmoid for the binary losses
+(binary cross-entropy, focal), a softmax over the loss's own `axis` for the
+categorical ones (dense and sparse) -- the loss uses its logits instead,
+stably, and the gradient reaches the logits directly (the fused
+sigma(z) - y or softmax(z) - y). The activation is known from keras_afl's
+sigmoid/softmax (which record it with the logits), in graph mode and under
+XLA from the op that made `y_pred` (Keras's sigmoid/softmax, `tf.nn`'s), and
+for an eager output of Keras's (which carries only `_keras_logits`) by
+checking that the activation of the logits reproduces `y_pred`. Any other
+pairing -- a sigmoid output in a categorical loss, a softmax output in a
+binary one, a softmax over another axis, an output changed after the
+activation -- is the loss of the probabilities as given, in every mode.
+Keras's own losses differ here: they use `_keras_logits` whatever the
+activation. The `Loss` classes carry the logits across their cast of
+`y_pred` to the loss dtype, so the shortcut survives mixed precision.
 
 Probabilities are clipped to [eps, 1 - eps] like Keras, eps =
 `keras.config.epsilon()` (1e-7); the complement 1 - p is clipped in the same

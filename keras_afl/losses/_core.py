@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses._logits import _carried_logits
 
 _register = keras.saving.register_keras_serializable(package="keras_afl")
 _HALF = (tf.float16, tf.bfloat16)
@@ -56,33 +57,16 @@ def _check_ignore_class(value):
     return int(value)
 
 
-def _carried_logits(y, op_type):
-    """The logits behind a sigmoid/softmax output, or None.
+def _select(y_pred, from_logits, op_type, fn_name, axis=-1):
+    """y_pred as a float tensor -> (tensor to use, whether it holds logits).
 
-    Reads `_keras_logits` (set by keras_afl's and Keras's sigmoid/softmax);
-    in graph mode, also the input of a `Sigmoid`/`Softmax` op.
+    The logits replace y_pred when the activation that made it is the loss's
+    own: op_type `"Sigmoid"`, or `"Softmax"` over `axis` (see `_logits`).
     """
-    logits = getattr(y, "_keras_logits", None)
-    if logits is None and op_type is not None:
-        try:
-            op = y.op  # AttributeError for eager tensors
-        except AttributeError:
-            op = None
-        if op is not None and op.type == op_type and len(op.inputs) == 1:
-            logits = op.inputs[0]
-    if logits is None or not tf.is_tensor(logits):
-        return None
-    if not logits.shape.is_compatible_with(y.shape):
-        return None
-    return logits
-
-
-def _select(y_pred, from_logits, op_type, fn_name):
-    """y_pred as a float tensor -> (tensor to use, whether it holds logits)."""
     y_pred = as_float_tensor(y_pred, "y_pred")
     if y_pred.shape.rank == 0:
         raise ValueError(f"`y_pred` must have rank >= 1; received a scalar in {fn_name}.")
-    logits = _carried_logits(y_pred, op_type)
+    logits = _carried_logits(y_pred, op_type, axis)
     if logits is not None:
         if from_logits:
             warnings.warn(

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
-    _done, _focal_factor, _inv_size, _is_last, _labels, _large, _num_classes, _per_class, _register,
+    _done, _focal_factor, _inv_size, _labels, _large, _num_classes, _per_class, _register,
     _select, _work,
 )
 
@@ -25,8 +25,7 @@ def _dense_categorical(y_true, y_pred, from_logits, axis, fn_name):
     """Shared preparation: logits/probabilities and labels with the class axis last."""
     y_pred = as_float_tensor(y_pred, "y_pred")
     axis = normalize_axis(axis, y_pred.shape.rank)
-    x, from_logits = _select(y_pred, from_logits, "Softmax" if _is_last(axis, y_pred) else None,
-                             fn_name)
+    x, from_logits = _select(y_pred, from_logits, "Softmax", fn_name, axis)
     y, x = _dense_pair(y_true, x, fn_name)
     x, dtype = _work(x)
     y, x = _class_axis_last(y, axis), _class_axis_last(x, axis)
@@ -74,7 +73,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     """Categorical cross-entropy between one-hot (or soft) labels and a distribution.
 
     For single-label multi-class classification with a softmax output. Pass
-    logits with `from_logits=True` (or the output of a Softmax, which carries
+    logits with `from_logits=True` (or the output of a softmax over `axis`, which carries
     its logits) for the stable path.
 
     Formula (z = logits, y smoothed: y * (1 - ls) + ls / K, K = classes):

@@ -8,10 +8,11 @@ import keras
 import tensorflow as tf
 
 from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl.activations import _attach_logits
 from keras_afl.losses._core import (
-    _HALF, _carried_logits, _check_bool, _check_ignore_class, _check_weights, _float32_result,
-    _register,
+    _HALF, _check_bool, _check_ignore_class, _check_weights, _float32_result, _register,
 )
+from keras_afl.losses._logits import _carried_logits
 from keras_afl.losses.binary import _LABEL_FORMATS, binary_crossentropy, focal, hinge
 from keras_afl.losses.categorical import categorical_crossentropy, categorical_focal
 from keras_afl.losses.regression import huber, mean_squared_error
@@ -98,17 +99,19 @@ class _Loss(keras.losses.Loss):
             return y_pred
         if tf.as_dtype(y_pred.dtype) == tf.as_dtype(self.dtype):
             return y_pred
-        logits = _carried_logits(y_pred, self._logits_op)
+        axis = getattr(self, "axis", -1)
+        logits = _carried_logits(y_pred, self._logits_op, axis)
         if logits is None:
             return y_pred
         mask = getattr(y_pred, "_keras_mask", None)
-        out = tf.cast(y_pred, self.dtype)
-        try:
-            out._keras_logits = tf.cast(logits, self.dtype)
-            if mask is not None:
+        activation = self._logits_op.lower()
+        out = _attach_logits(tf.cast(y_pred, self.dtype), tf.cast(logits, self.dtype), activation,
+                             None if activation == "sigmoid" else axis)
+        if mask is not None:
+            try:
                 out._keras_mask = mask
-        except AttributeError:  # pragma: no cover - tensor types that refuse attributes
-            return y_pred
+            except AttributeError:  # pragma: no cover - tensor types that refuse attributes
+                return y_pred
         return out
 
     def get_config(self):

@@ -24,7 +24,7 @@ def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
     rank = y_pred.shape.rank
     axis = normalize_axis(axis, rank)
     last = _is_last(axis, y_pred)
-    x, from_logits = _select(y_pred, from_logits, "Softmax" if last else None, fn_name)
+    x, from_logits = _select(y_pred, from_logits, "Softmax", fn_name, axis)
     t = tf.convert_to_tensor(y_true)
     if not (t.dtype.is_integer or t.dtype.is_floating):
         raise TypeError(f"`y_true` must hold integer class ids; received dtype {t.dtype.name}.")
