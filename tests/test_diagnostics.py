@@ -134,6 +134,108 @@ def test_probability_output_with_from_logits_true_is_a_warning(model, loss):
     assert f.severity == "warning"
 
 
+# Every Keras and keras_afl loss that takes from_logits, with from_logits=True.
+FROM_LOGITS_LOSSES = {
+    **{f"keras {n}": (lambda n=n: getattr(keras.losses, n)(from_logits=True)) for n in (
+        "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
+        "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy")},
+    **{f"keras_afl {n}": (lambda n=n: getattr(keras_afl.losses, n)(from_logits=True)) for n in (
+        "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
+        "FocalLoss", "CategoricalFocalLoss", "SparseCategoricalFocalLoss")},
+    "keras fn sparse_categorical_crossentropy": lambda: functools.partial(
+        keras.losses.sparse_categorical_crossentropy, from_logits=True),
+    "keras fn binary_focal_crossentropy": lambda: functools.partial(
+        keras.losses.binary_focal_crossentropy, from_logits=True),
+}
+PROBABILITY_OUTPUTS = {**SOFTMAX_OUTPUTS, **SIGMOID_OUTPUTS}
+
+
+@pytest.mark.parametrize("out", sorted(PROBABILITY_OUTPUTS))
+@pytest.mark.parametrize("loss", sorted(FROM_LOGITS_LOSSES))
+def test_every_from_logits_loss_on_a_probability_output_is_flagged(out, loss):
+    found = keras_afl.lint(seq(*PROBABILITY_OUTPUTS[out]()), loss=FROM_LOGITS_LOSSES[loss]())
+    f = one(found, "probability-output-from-logits")
+    keras_focal = loss.startswith("keras ") and "focal" in loss.lower()
+    assert f.severity == ("error" if keras_focal else "warning"), str(f)
+    assert "compile()" in f.fix
+
+
+def _task_model_like_keras_hub(activation):
+    """A functional model whose compile(loss="auto") picks its loss from the output activation
+    as KerasHub's ImageClassifier does: logits unless it is keras.activations.softmax itself."""
+
+    class Task(keras.Model):
+        def compile(self, loss="auto", **kwargs):
+            if loss == "auto":
+                act = self.layers[-1].activation
+                loss = keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=act is not keras.activations.softmax)
+            super().compile(loss=loss, **kwargs)
+
+    inputs = keras.Input((8,))
+    model = Task(inputs, L.Dense(3, activation=activation)(inputs))
+    model.compile()
+    return model
+
+
+def test_task_model_picking_a_logits_loss_for_afl_softmax_is_flagged():
+    assert rules(keras_afl.lint(_task_model_like_keras_hub("softmax"))) == []
+    f = one(keras_afl.lint(_task_model_like_keras_hub("afl_softmax")),
+            "probability-output-from-logits")
+    assert "SparseCategoricalCrossentropy" in f.where and "KerasHub" in f.fix
+
+
+def test_keras_cross_entropy_from_logits_on_a_mixed_precision_output_is_an_error():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = seq(L.Dense(3, activation="afl_softmax"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    f = one(keras_afl.lint(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+            "probability-output-from-logits")
+    assert f.severity == "error" and "float16" in f.message
+    # keras_afl's loss keeps the logits across the cast: a warning.
+    f = one(keras_afl.lint(model, loss=keras_afl.losses.SparseCategoricalCrossentropy(from_logits=True)),
+            "probability-output-from-logits")
+    assert f.severity == "warning"
+
+
+@pytest.mark.parametrize("case", ["keras focal", "keras SCCE, mixed_float16", "keras SCCE",
+                                  "keras_afl focal", "keras_afl SCCE, mixed_float16"])
+def test_severity_matches_what_the_loss_computes_in_fit(case):
+    # The severities above rest on what Keras computes (Keras 3.15, in this run): the loss
+    # that evaluate() reports vs the same loss of the logits. Error cases read the
+    # probabilities as logits; warning cases recover the logits.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    ids = rng.integers(0, 3, 64)
+    binary = "focal" in case
+    y = (ids[:, None] > 0).astype("float32") if binary else ids
+    lib = keras.losses if case.startswith("keras ") else keras_afl.losses
+    make = ((lambda: keras.losses.BinaryFocalCrossentropy(from_logits=True)) if case == "keras focal"
+            else (lambda: lib.FocalLoss(from_logits=True)) if binary
+            else (lambda: lib.SparseCategoricalCrossentropy(from_logits=True)))
+    keras.utils.set_random_seed(0)
+    if "mixed" in case:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((4,)),
+                                  L.Dense(1 if binary else 3, activation="sigmoid" if binary else "softmax")])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile("sgd", loss=make(), jit_compile=False)
+    got = model.evaluate(x, y, batch_size=len(x), verbose=0)
+    kernel, bias = model.layers[-1].get_weights()
+    of_logits = float(make()(y, (x @ kernel.astype("float32") + bias.astype("float32"))))
+    severity = one(keras_afl.lint(model), "probability-output-from-logits").severity
+    if severity == "error":
+        assert abs(got - of_logits) > 0.05 * of_logits, (got, of_logits)
+    else:
+        assert got == pytest.approx(of_logits, rel=2e-3)
+    assert severity == ("warning" if case in ("keras SCCE", "keras_afl focal",
+                                              "keras_afl SCCE, mixed_float16") else "error")
+
+
 def _stable_id(value):
     """A test id without memory addresses (the same in every process, as pytest-xdist needs)."""
     if value is None or isinstance(value, str):

@@ -20,7 +20,9 @@ the wrong thing or cannot learn, "warning" that it trains worse than it could,
     sigmoid-categorical-loss               error     sigmoid output with (sparse) categorical cross-entropy / focal
     softmax-single-unit                    error     softmax over one unit: always 1, nothing to learn
     linear-output-probability-loss         error     linear output, cross-entropy/focal with from_logits=False
-    probability-output-from-logits         warning   sigmoid/softmax output, cross-entropy/focal with from_logits=True
+    probability-output-from-logits         warning   sigmoid/softmax output, cross-entropy/focal with from_logits=True;
+                                                     error for Keras's focal losses, and for Keras's
+                                                     cross-entropies on a float16/bfloat16 output
     hinge-bounded-output                   warning   hinge loss on a sigmoid/softmax output
     regression-loss-classification-output  warning   MSE / MAE / Huber on a sigmoid/softmax output
     selu-initializer                       warning   SELU fed by weights that are not LeCun-normal

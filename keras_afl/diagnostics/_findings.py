@@ -12,7 +12,8 @@ RULES = {
     "sigmoid-categorical-loss": ("error", "sigmoid output with a categorical loss"),
     "softmax-single-unit": ("error", "softmax over a single unit (always 1)"),
     "linear-output-probability-loss": ("error", "linear output, cross-entropy with from_logits=False"),
-    "probability-output-from-logits": ("warning", "sigmoid/softmax output, from_logits=True"),
+    "probability-output-from-logits": ("warning", "sigmoid/softmax output, from_logits=True "
+                                                  "(error where the loss reads probabilities as logits)"),
     "hinge-bounded-output": ("warning", "hinge loss on a sigmoid/softmax output"),
     "regression-loss-classification-output": ("warning", "MSE/MAE/Huber on a sigmoid/softmax output"),
     "selu-initializer": ("warning", "SELU without LeCun-normal initialisation"),

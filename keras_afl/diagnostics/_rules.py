@@ -24,6 +24,20 @@ class _LossInfo:
     label: str          # how the user wrote it, for messages
     family: str         # "binary", "categorical", "hinge", "regression" or "other"
     from_logits: bool
+    origin: str = "other"  # "keras_afl", "keras" or "other": whose loss it is
+    name: str = ""         # the class or function name
+
+
+# Keras's focal losses apply sigmoid/softmax to y_pred when from_logits=True without looking
+# for the logits a sigmoid/softmax output carries (Keras 3.15; the test checks it).
+_KERAS_FOCAL = ("BinaryFocalCrossentropy", "CategoricalFocalCrossentropy",
+                "binary_focal_crossentropy", "categorical_focal_crossentropy")
+
+
+def _origin(obj):
+    module = getattr(obj, "__module__", None) or type(obj).__module__ or ""
+    root = module.split(".")[0]
+    return root if root in ("keras_afl", "keras") else "other"
 
 
 def _snake(name):
@@ -77,9 +91,10 @@ def _describe_loss(loss):
     from_logits = False
     if isinstance(obj, keras.losses.Loss):
         fn = getattr(obj, "fn", None)  # Keras's LossFunctionWrapper
-        name = type(obj).__name__
+        name, source = type(obj).__name__, type(obj)
         if name == "LossFunctionWrapper" and fn is not None:
-            name = getattr(fn, "__name__", name)
+            name, source = getattr(fn, "__name__", name), fn
+        origin = _origin(source)
         from_logits = getattr(obj, "from_logits", None)
         if from_logits is None:
             try:
@@ -94,6 +109,7 @@ def _describe_loss(loss):
             kwargs = {**fn.keywords, **kwargs}
             fn = fn.func
         name = getattr(fn, "__name__", type(fn).__name__)
+        origin = _origin(fn)
         from_logits = kwargs.get("from_logits", False)
         label = label or name
     else:
@@ -102,7 +118,8 @@ def _describe_loss(loss):
             f"of those; received {loss!r} (type {type(loss).__name__}). Fix: pass e.g. "
             "loss='binary_crossentropy' or keras_afl.losses.FocalLoss()."
         )
-    return _LossInfo(label=label, family=_family(name), from_logits=bool(from_logits))
+    return _LossInfo(label=label, family=_family(name), from_logits=bool(from_logits),
+                     origin=origin, name=name)
 
 
 def _losses_per_output(loss, outputs):
@@ -126,8 +143,52 @@ def _losses_per_output(loss, outputs):
 
 # --------------------------------------------------------------------------- rules
 
-def _pairing(out_name, kind, units, info):
-    """Rules on one output activation + its loss."""
+def _probability_from_logits(where, kind, info, half):
+    """The `probability-output-from-logits` finding: an error where the loss surely reads the
+    probabilities as logits, a warning where it recovers the logits the output carries."""
+    squash = "sigmoid" if kind == "sigmoid" else "softmax"
+    common = (f"the output is a {kind} (probabilities) but the loss has from_logits=True, which "
+              "expects raw scores. ")
+    if info.origin == "keras" and info.name in _KERAS_FOCAL:
+        return _finding(
+            "probability-output-from-logits", where,
+            common + f"Keras's {info.name} applies a {squash} to y_pred itself, so it computes "
+            f"the loss of {squash}(probabilities): the model trains on the wrong loss.",
+            _FROM_LOGITS_FIX.format(kind=kind), severity="error")
+    if info.origin == "keras" and half:
+        return _finding(
+            "probability-output-from-logits", where,
+            common + f"The output is computed in {half} (mixed precision): Keras's loss casts it "
+            "to float32 first, the cast tensor no longer carries the logits, and the "
+            "probabilities are read as logits: the model trains on the wrong loss.",
+            _FROM_LOGITS_FIX.format(kind=kind), severity="error")
+    if info.origin == "keras_afl":
+        why = ("keras_afl's losses use the logits a sigmoid/softmax output carries, also across "
+               "a cast (mixed precision), so this model trains as meant; but any other path to "
+               "the loss (a Lambda, another backend, a custom loss) reads the probabilities as "
+               "logits.")
+    elif info.origin == "keras":
+        why = (f"Keras's {info.name} uses the logits a sigmoid/softmax output carries (with a "
+               "warning) only while y_pred is that output's own tensor: after a cast (mixed "
+               "precision) or a layer that makes a new tensor it reads the probabilities as "
+               "logits.")
+    else:
+        why = ("A loss that does not look for the logits a sigmoid/softmax output carries reads "
+               "the probabilities as logits.")
+    return _finding("probability-output-from-logits", where, common + why,
+                    _FROM_LOGITS_FIX.format(kind=kind))
+
+
+_FROM_LOGITS_FIX = (
+    "drop from_logits=True (the loss still works stably from the {kind}'s logits), or remove the "
+    "final {kind} and keep from_logits=True. A task model that picks its loss from the output "
+    "activation (KerasHub's classifiers choose from_logits=True unless the activation is "
+    "keras.activations.softmax itself) needs the loss passed explicitly to compile().")
+
+
+def _pairing(out_name, kind, units, info, half=None):
+    """Rules on one output activation + its loss (`half`: the output's float16/bfloat16
+    compute dtype, or None)."""
     where = (f"output '{out_name}' ({kind}"
              + (f", {units} unit{'s' if units != 1 else ''}" if units else "")
              + f") + loss {info.label!r}")
@@ -164,14 +225,7 @@ def _pairing(out_name, kind, units, info):
             "softmax (multi-class) activation."))
     if info.family in ("binary", "categorical") and kind in ("sigmoid", "softmax") \
             and info.from_logits:
-        found.append(_finding(
-            "probability-output-from-logits", where,
-            f"the output is a {kind} (probabilities) but the loss has from_logits=True, which "
-            f"expects raw scores. Keras's and keras_afl's cross-entropies notice the logits a "
-            f"{kind} output carries and use them, with a warning; any other path to the loss "
-            "(a Lambda, another backend, a custom loss) feeds probabilities in as logits.",
-            f"drop from_logits=True (the loss still works stably from the {kind}'s logits), or "
-            f"remove the final {kind} and keep from_logits=True."))
+        found.append(_probability_from_logits(where, kind, info, half))
     if info.family == "hinge" and kind in ("sigmoid", "softmax"):
         found.append(_finding(
             "hinge-bounded-output", where,
@@ -191,6 +245,12 @@ def _pairing(out_name, kind, units, info):
             "classification: binary cross-entropy with a sigmoid, categorical cross-entropy with "
             "a softmax; regression: a linear output with MSE or Huber."))
     return found
+
+
+def _half_dtype(layer):
+    """"float16" / "bfloat16" if `layer` computes in half precision (mixed precision), else None."""
+    dtype = getattr(layer, "compute_dtype", None)
+    return dtype if dtype in ("float16", "bfloat16") else None
 
 
 def _is_lecun_normal(init):
@@ -407,7 +467,7 @@ def lint(model, loss=None):
             if spec is None:
                 continue
             info = _describe_loss(spec)
-            kind, units, _ = out_sites[name]
+            kind, units, act_layer = out_sites[name]
             if info.family == "other":
                 found.append(_finding(
                     "loss-not-recognised", f"output '{name}' + loss {info.label!r}",
@@ -418,7 +478,7 @@ def lint(model, loss=None):
                 continue
             if kind is None:
                 continue
-            found.extend(_pairing(name, kind, units, info))
+            found.extend(_pairing(name, kind, units, info, _half_dtype(act_layer)))
 
     for s in sites:
         if s.kind != "softmax":
