@@ -74,43 +74,38 @@ def output_folder(path, option="--output"):
     if os.path.exists(path) and not os.path.isdir(path):
         raise CLIError(f"{option} {path!r} is an existing file, not a folder; give a new or "
                        f"existing folder instead (e.g. {option} {path}_out)")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise CLIError(f"{option} {path!r}: cannot create the folder ({_why(path, e)}); give "
-                       "a folder in a writable place") from None
-    _probe(path, option, path)
-    return path
+    return _writable_folder(path, option, path, "the folder")
 
 
 def output_file(path, option="--output"):
     """Checks that the file `path` (given as `option`) can be written; creates its folder.
 
-    Raises CLIError (exit 2) with the reason, like `output_folder`.
+    Raises CLIError (exit 2) with the reason, like `output_folder`. Returns `path`.
     """
     if os.path.isdir(path):
         raise CLIError(f"{option} {path!r} is a folder; give a file name (e.g. {option} "
                        f"{os.path.join(path, 'plot.png')})")
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise CLIError(f"{option} {path!r}: cannot create its folder ({_why(folder, e)}); give "
-                       "a file in a writable place") from None
-    _probe(folder, option, path)
+    _writable_folder(os.path.dirname(os.path.abspath(path)), option, path, "its folder")
     return path
 
 
-def _probe(folder, option, given):
-    """Writes and removes a temporary file in `folder` (permission bits do not stop root)."""
+def _writable_folder(folder, option, given, what):
+    """Creates `folder`, then writes and removes a temporary file in it (permission bits do
+    not stop root; this does). Returns `given`."""
     import tempfile
 
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {given!r}: cannot create {what} ({_why(folder, e)}); give "
+                       "a writable place") from None
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
         raise CLIError(f"{option} {given!r}: cannot write a file in {folder!r} "
                        f"({e.strerror or e}); give a writable place") from None
+    return given
 
 
 def _why(path, err):

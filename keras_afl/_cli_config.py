@@ -17,14 +17,16 @@ import inspect
 import os
 import re
 
-from keras_afl._cli_common import ConfigError, did_you_mean, require
+from keras_afl import _cli_yaml
+from keras_afl._cli_common import ConfigError, did_you_mean
 
 SCHEMA = """\
     name: str                       (default: the file name without .yaml)
     description: str                (optional, copied to the summary)
     seed: int >= 0                  (default 0)
     lint: bool                      (default false; print keras_afl.lint's findings for each
-                                     model before training, store them in summary.json)
+                                     model before training, store them in summary.json; an
+                                     error finding stops the run before training either way)
     activation_stats: bool          (default false; keras_afl.callbacks.ActivationStats on a
                                      validation batch: per-epoch dead / saturated fractions,
                                      mean and std of each activation, in the history)
@@ -430,7 +432,7 @@ def _check_model(ck, raw):
                                      low=0, high=1, high_open=True)
         elif kind == "leaky_relu":
             spec["negative_slope"] = ck.number(layer.get("negative_slope", 0.01),
-                                               _join(key, "negative_slope"))
+                                               _join(key, "negative_slope"), low=0)
         elif kind == "elu":
             spec["alpha"] = ck.number(layer.get("alpha", 1.0), _join(key, "alpha"), low=0)
         out.append(spec)
@@ -522,26 +524,5 @@ def validate(raw, file):
 
 
 def load(path):
-    """Reads and validates the config file at `path`."""
-    yaml = require("yaml", "train")
-    if os.path.isdir(path):
-        found = sorted(f for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
-        which = (f"one of its config files: {', '.join(found[:8])}{', ...' if len(found) > 8 else ''}"
-                 f" (e.g. keras-afl train {os.path.join(path, found[0])})" if found
-                 else "a config file (it holds no .yaml files; configs/ has examples)")
-        raise ConfigError(path, "", f"is a folder, not a config file; pass {which}")
-    if not os.path.isfile(path):
-        raise ConfigError(path, "", "no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(path, "", f"not valid YAML{at}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path, "", f"cannot read the file: {e}") from None
-    if raw is None:
-        raise ConfigError(path, "", "the file is empty")
-    return validate(raw, path)
+    """Reads (`_cli_yaml.read`) and validates the config file at `path`."""
+    return validate(_cli_yaml.read(path), path)

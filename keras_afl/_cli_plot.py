@@ -6,7 +6,8 @@ Activations: f(x) and f'(x) (softmax: the first output of softmax([x, 0])).
 Losses: the per-sample loss and d loss / d y_pred against the prediction, for
 label 1 and label 0 (binary losses: y_pred a probability, or a score for hinge
 and `from_logits` losses; categorical losses: y_pred = [1 - p, p]); regression
-losses against the error y_pred - y_true.
+losses against the error y_pred - y_true. `--range LO HI` sets every panel's
+x range (a probability axis only within [0, 1]).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import numpy as np
 from keras_afl._cli_common import CLIError, output_file, pyplot
 
 _GROUPS = {"activations": "activation", "losses": "loss"}
+
+# x-axis kind (see x_axis) -> the range plotted when --range is not given
+DEFAULT_RANGE = {"input": (-5.0, 5.0), "error": (-3.0, 3.0), "score": (-3.0, 3.0),
+                 "probability": (0.002, 0.998)}
 
 
 def resolve(names):
@@ -39,7 +44,7 @@ def resolve(names):
     return list(dict.fromkeys(out))
 
 
-def activation_curve(entry, x_range=(-5.0, 5.0), n=801):
+def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
     """(x, f(x), f'(x), label) with f' from the custom gradient via tf.GradientTape."""
     import tensorflow as tf
 
@@ -56,11 +61,25 @@ def activation_curve(entry, x_range=(-5.0, 5.0), n=801):
     return x.numpy(), y.numpy(), dy.numpy(), label
 
 
-def loss_curves(entry, n=801):
+def x_axis(entry):
+    """What the x-axis of `entry`'s plot is: "input" (activations), "error" (regression
+    losses), "score" (hinge, from_logits) or "probability" (other losses)."""
+    from keras_afl._cli_config import loss_family
+
+    if entry.kind == "activation":
+        return "input"
+    if loss_family(entry.name) == "regression":
+        return "error"
+    scores = "hinge" in entry.name or getattr(entry.obj(), "from_logits", False)
+    return "score" if scores else "probability"
+
+
+def loss_curves(entry, n=801, x_range=None):
     """{label value: (t, loss(t), dloss/dy_pred(t))}, the x-axis name and the setting described.
 
     For binary and categorical losses t is the prediction and there are curves
     for label 1 and 0; for regression losses t is the error and one curve.
+    t spans `x_range` (default: `DEFAULT_RANGE[x_axis(entry)]`).
     """
     import tensorflow as tf
 
@@ -68,19 +87,20 @@ def loss_curves(entry, n=801):
 
     family = loss_family(entry.name)
     loss = entry.obj()
-    scores = "hinge" in entry.name or getattr(loss, "from_logits", False)
+    axis = x_axis(entry)
+    scores = axis == "score"
+    x_range = x_range or DEFAULT_RANGE[axis]
     out = {}
     if family == "regression":
-        t = np.linspace(-3.0, 3.0, n)
+        t = np.linspace(*x_range, n)
         y_true = tf.zeros((n, 1), tf.float32)
         pred = tf.constant(t[:, None], tf.float32)
         out["error"] = _loss_and_grad(loss, y_true, pred, lambda p: p)
         return out, "error  y_pred - y_true", "y_true = 0, defaults"
+    t = np.linspace(*x_range, n)
     if scores:
-        t = np.linspace(-3.0, 3.0, n)
         xlabel = "score  y_pred"
     else:
-        t = np.linspace(0.002, 0.998, n)
         xlabel = "predicted probability of class 1"
     for label in (1, 0):
         p = tf.constant(t[:, None], tf.float32)
@@ -124,7 +144,8 @@ def _ylim(*arrays, cap=10.0):
     return lo - pad, hi + pad
 
 
-def plot(entries, path, x_range=(-5.0, 5.0)):
+def plot(entries, path, x_range=None):
+    """Writes the PNG; `x_range` (if given) is every panel's x range, else each its default."""
     plt = pyplot("plot")
     n = len(entries)
     cols = min(n, 4)
@@ -133,14 +154,14 @@ def plot(entries, path, x_range=(-5.0, 5.0)):
     axes = axes.ravel()
     for ax, e in zip(axes, entries):
         if e.kind == "activation":
-            x, y, dy, label = activation_curve(e, x_range)
+            x, y, dy, label = activation_curve(e, x_range or DEFAULT_RANGE["input"])
             ax.plot(x, y, color="C0", lw=2, label=label)
             ax.plot(x, dy, color="C3", lw=1.5, ls="--", label="derivative")
             ax.set_xlabel("x")
             formula = e.formula if len(e.formula) <= 48 else e.formula[:45] + "..."
             ax.set_title(f"{e.name}\n{formula}", fontsize=9)
         else:
-            curves, xlabel, note = loss_curves(e)
+            curves, xlabel, note = loss_curves(e, x_range=x_range)
             arrays = []
             for i, (lab, (t, v, g)) in enumerate(curves.items()):
                 ax.plot(t, v, color=f"C{i}", lw=2, label=f"loss, {lab}")
@@ -167,18 +188,30 @@ def plot(entries, path, x_range=(-5.0, 5.0)):
     return path
 
 
-def run(names, *, output=None, x_range=(-5.0, 5.0)):
+def run(names, *, output=None, x_range=None):
+    """`keras-afl plot`; `x_range` (--range) applies to every panel, losses included."""
     pyplot("plot")  # the cli extra check comes first
     import keras_afl  # noqa: F401
 
-    if not x_range[0] < x_range[1]:
-        raise CLIError(f"--range LO HI needs LO < HI; got {x_range[0]:g} {x_range[1]:g}")
+    if x_range is not None:
+        lo, hi = x_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise CLIError(f"--range LO HI needs finite LO < HI; got {lo:g} {hi:g}")
     entries = resolve(names)
+    if x_range is not None:
+        probability = [e.name for e in entries if x_axis(e) == "probability"]
+        if probability and not 0 <= lo < hi <= 1:
+            raise CLIError(
+                f"--range {lo:g} {hi:g} does not fit {', '.join(probability)}: these losses are "
+                "plotted against a predicted probability, so LO and HI must lie in [0, 1] (e.g. "
+                "--range 0.01 0.99); activations, and losses of scores or errors (hinge, "
+                "from_logits, regression), take any range. Plot them in separate commands")
     if output is None:
         output = f"{names[0]}.png" if len(names) == 1 else "keras_afl_plot.png"
     if not output.lower().endswith(".png"):
         raise CLIError(f"-o/--output must be a .png file; got {output!r}")
     output_file(output, "-o/--output")
     path = plot(entries, output, x_range)
-    print(f"wrote {path} ({', '.join(e.name for e in entries)})")
+    span = f"; x from {x_range[0]:g} to {x_range[1]:g}" if x_range else ""
+    print(f"wrote {path} ({', '.join(e.name for e in entries)}{span})")
     return 0

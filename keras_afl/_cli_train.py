@@ -1,8 +1,9 @@
 """`keras-afl train CONFIG.yaml`: an experiment from a config file, without writing Python.
 
 Order of work: read and validate the whole config (`_cli_config`), load and
-split the data, check that the model's output and the losses fit the task --
-all before anything trains -- then, per loss, seed, build, compile, fit with
+split the data, check that the model's output and the losses fit the task and
+that `keras_afl.lint` finds no error in the model -- all before anything
+trains -- then, per loss, seed, build, compile, fit with
 Keras's progress bar, evaluate on the held-out split and save the model.
 Writes `summary.json` (config, data, metrics, history, timings, versions) and
 `training_curves.png` into the output folder.
@@ -10,6 +11,7 @@ Writes `summary.json` (config, data, metrics, history, timings, versions) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,6 +48,7 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
     data = _cli_data.prepare(cfg, config_path, smoke=smoke,
                              validation_split=tr["validation_split"])
     check_fit(cfg, data, config_path)
+    check_lint(cfg, data, config_path)
     epochs = SMOKE_EPOCHS if smoke else tr["epochs"]
     out_dir = output_folder(output or os.path.join("afl_runs", cfg["name"]), "--output")
     t_data = time.perf_counter() - t_start
@@ -157,6 +160,47 @@ def check_fit(cfg, data, file):
         raise ConfigError(file, f"model.layers[{last}].units",
                           f"the output layer needs {want} unit(s) for {what}; got {units} "
                           "(or write `units: output`)")
+
+
+def check_lint(cfg, data, file):
+    """`keras_afl.lint`'s error findings on the model built for each loss stop the run.
+
+    An error finding means the model trains the wrong thing or cannot learn
+    (a softmax over one unit trains to ROC-AUC 0.5 and would exit 0), so it is
+    a ConfigError (exit 2) naming the config key of the layer, before anything
+    trains or is written -- whether or not the config says `lint: true`.
+    """
+    import warnings
+
+    import keras
+
+    import keras_afl
+
+    errors, keys = [], []
+    try:
+        for spec in cfg["training"]["losses"]:
+            keras.backend.clear_session()  # layer names as in the run (dense, dense_1, ...)
+            with warnings.catch_warnings():  # Keras warns about a one-unit softmax too
+                warnings.simplefilter("ignore")
+                model = build_model(cfg["model"]["layers"], data, spec)
+            config_key = {layer.name: f"model.layers[{i}]" for i, layer in enumerate(model.layers)}
+            for f in keras_afl.lint(model, loss=_cli_config.make_loss(spec)).errors:
+                where = f.where
+                for name, key in config_key.items():
+                    if f"'{name}'" in where:
+                        keys.append(key)
+                        where = where.replace(f"'{name}'", f"'{name}' ({key})")
+                found = str(dataclasses.replace(f, where=where))
+                if found not in errors:
+                    errors.append(found)
+    finally:
+        keras.backend.clear_session()  # the runs get the layer names of a fresh session
+    if errors:
+        n = len(errors)
+        raise ConfigError(file, keys[0] if keys else "model.layers",
+                          f"keras_afl.lint finds {n} error{'s' * (n != 1)} in the model this "
+                          "config builds; nothing was trained. Fix the config:\n"
+                          + "\n".join(errors))
 
 
 def build_model(layers, data, spec, name="model"):

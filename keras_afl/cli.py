@@ -45,7 +45,7 @@ def build_parser():
         "demo", help="train BCE vs focal loss on imbalanced real data; save, reload, plot",
         description="Trains the same small model twice on an imbalanced subsample of "
                     "scikit-learn's bundled handwritten-digits data (a digit vs the rest, "
-                    "about 6%% positives) -- once with binary cross-entropy ('afl_bce'), once "
+                    "about 6% positives) -- once with binary cross-entropy ('afl_bce'), once "
                     "with focal loss ('focal') -- prints PR-AUC, ROC-AUC, F1 and minority "
                     "recall on a held-out stratified split, saves the focal model to .keras, "
                     "reloads it in a fresh process and checks the predictions match, and "
@@ -89,8 +89,10 @@ def build_parser():
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("-o", "--output", default=None, metavar="FILE.png",
                    help="output file (default: NAME.png, or keras_afl_plot.png for several)")
-    p.add_argument("--range", nargs=2, type=float, default=(-5.0, 5.0), metavar=("LO", "HI"),
-                   help="x range for activations (default: -5 5)")
+    p.add_argument("--range", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="x range of every panel (default: -5 5 for activations; for losses "
+                        "0.002 0.998 of a probability, -3 3 of a score or an error; a "
+                        "probability range must lie in [0, 1])")
     p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser(
@@ -219,7 +221,7 @@ def _cmd_train(args):
 def _cmd_plot(args):
     from keras_afl import _cli_plot
 
-    return _cli_plot.run(args.names, output=args.output, x_range=tuple(args.range))
+    return _cli_plot.run(args.names, output=args.output, x_range=args.range and tuple(args.range))
 
 
 def _cmd_check(args):

@@ -297,14 +297,19 @@ def test_csv_too_small_to_split_exits_2_naming_the_split(rows, key, why, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_help_of_every_command_works_under_python_OO():
-    """`python -OO` strips docstrings; no help text may come from one."""
+def _commands():
+    """Every sub-command of the real parser (argparse keeps them on its subparsers action)."""
     import argparse
 
     from keras_afl.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    commands = sorted(sub.choices)
+    return sorted(sub.choices)
+
+
+def test_help_of_every_command_works_under_python_OO():
+    """`python -OO` strips docstrings; no help text may come from one."""
+    commands = _commands()
     assert {"demo", "train", "list", "plot", "check", "lint", "bench"} <= set(commands)
     code = (
         "import contextlib, io, json, runpy, sys\n"
@@ -336,6 +341,58 @@ def test_help_of_every_command_works_under_python_OO():
         assert stdout.startswith("usage: keras-afl"), (argv, stdout[:200])
         assert "Traceback" not in stderr
     assert "validation_split" in out["train --help"][1]  # the config reference is there
+
+
+@pytest.mark.parametrize("key, first, second", [
+    ("training.epochs", "  epochs: 1\n", "  epochs: 50\n"),
+    ("model.layers[0].activation", "    activation: afl_elu\n", "    activation: afl_relu\n"),
+])
+def test_duplicated_yaml_key_names_the_key_and_both_lines(key, first, second, tmp_path, capsys):
+    """YAML keeps the last of two equal keys without a word; the config refuses them."""
+    text = yaml.safe_dump(BASE, sort_keys=False)
+    assert text.count(first) == 1
+    text = text.replace(first, first + second)
+    lines = text.splitlines(keepends=True)
+    line_a, line_b = lines.index(first) + 1, lines.index(second) + 1  # counted here, by hand
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    out = tmp_path / "never"
+    assert main(["train", str(path), "--quiet", "--output", str(out)]) == 2
+    value_a, value_b = first.split(":")[1].strip(), second.split(":")[1].strip()
+    err = assert_one_message(capsys.readouterr(),
+                             f"{path}: {key}: given twice: line {line_a} (value {value_a}) and "
+                             f"line {line_b} (value {value_b})", "Delete one")
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_lint_error_in_the_config_model_stops_the_run_before_training(tmp_path, capsys):
+    """A softmax over one output unit trains to ROC-AUC 0.5 and used to exit 0."""
+    cfg = copy.deepcopy(BASE)
+    cfg["model"]["layers"] = [{"units": 8, "activation": "afl_relu"},
+                              {"units": "output", "activation": "softmax"}]
+    cfg["training"]["loss"] = "afl_bce"
+    path = write_config(tmp_path, cfg)
+    out = tmp_path / "never"
+    assert main(["train", path, "--quiet", "--output", str(out)]) == 2
+    # the reference: keras_afl.lint on the same model, built here by hand
+    same = keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="afl_relu"),
+                             keras.layers.Dense(1, activation="softmax")])
+    rules = {f.rule for f in keras_afl.lint(same, loss="afl_bce").errors}
+    assert rules == {"softmax-single-unit"}
+    err = assert_one_message(capsys.readouterr(), f"{path}: model.layers[1]: keras_afl.lint "
+                                                  "finds 1 error", "nothing was trained",
+                             "(model.layers[1])", "[softmax-single-unit]", "fix:")
+    assert not out.exists()
+    # a linear output read as probabilities, in each run of a comparison
+    cfg["model"]["layers"][1] = {"units": "output"}
+    cfg["training"] = {"compare": ["afl_bce", "focal"], "epochs": 1}
+    path = write_config(tmp_path, cfg, "linear.yaml")
+    assert main(["train", path, "--quiet", "--output", str(out)]) == 2
+    err = assert_one_message(capsys.readouterr(), "finds 2 errors",
+                             "loss 'afl_bce' [linear-output-probability-loss]",
+                             "loss 'focal' [linear-output-probability-loss]")
+    assert not out.exists()
 
 
 def test_numbers_written_1e_minus_3_are_accepted(tmp_path):
@@ -466,6 +523,44 @@ def test_plot_writes_a_png_of_activations_and_losses(tmp_path, capsys):
     assert main(["plot", "afl_relu", "afl_softmax", "focal", "afl_huber", "-o", str(path)]) == 0
     assert_png(path)
     assert str(path) in capsys.readouterr().out
+
+
+def test_plot_range_applies_to_losses(tmp_path, capsys):
+    path = tmp_path / "p.png"
+    assert main(["plot", "afl_huber", "afl_hinge", "afl_relu", "--range", "-8", "8",
+                 "-o", str(path)]) == 0
+    assert_png(path)
+    assert "x from -8 to 8" in capsys.readouterr().out
+    from keras_afl import _cli_plot
+
+    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_huber"), n=5, x_range=(-8, 8))
+    e, loss, _ = curves["error"]
+    np.testing.assert_allclose(e, np.linspace(-8, 8, 5))
+    huber = np.where(np.abs(e) <= 1, 0.5 * e**2, np.abs(e) - 0.5)  # delta 1
+    np.testing.assert_allclose(loss, huber, rtol=1e-6)
+    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=5, x_range=(0.2, 0.4))
+    p, loss, _ = curves["label 1"]
+    np.testing.assert_allclose(p, np.linspace(0.2, 0.4, 5), rtol=1e-6)
+    np.testing.assert_allclose(loss, -np.log(p), rtol=1e-5)
+
+
+def test_plot_range_outside_a_probability_axis_exits_2(tmp_path, capsys):
+    path = tmp_path / "p.png"
+    assert main(["plot", "focal", "afl_relu", "--range", "-5", "5", "-o", str(path)]) == 2
+    err = assert_one_message(capsys.readouterr(), "keras-afl plot: --range -5 5 does not fit "
+                                                  "focal", "must lie in [0, 1]",
+                             "--range 0.01 0.99")
+    assert len(err.strip().splitlines()) == 1
+    assert not path.exists()
+
+
+def test_help_text_has_no_doubled_percent_signs(capsys):
+    """argparse does not %-format a description: `%%` would print as it is."""
+    assert main(["demo", "--help"]) == 0
+    assert "about 6% positives" in " ".join(capsys.readouterr().out.split())
+    for command in _commands():
+        assert main([command, "--help"]) == 0
+        assert "%%" not in capsys.readouterr().out, command
 
 
 def test_plot_unknown_name_exits_2(tmp_path, capsys):
