@@ -120,6 +120,9 @@ def leaky_relu(x, negative_slope=0.01):
     Args:
         x: Floating-point tensor.
         negative_slope: Slope `a` for x <= 0; a finite number, usually in (0, 1).
+            Negative slopes are accepted, as by `keras.activations.leaky_relu`
+            (the `LeakyReLU` layer refuses them, as `keras.layers.LeakyReLU`
+            does).
 
     Returns:
         Tensor of the same shape and dtype as `x`.

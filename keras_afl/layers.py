@@ -73,7 +73,10 @@ class LeakyReLU(_Elementwise):
     """Leaky ReLU layer: `x if x > 0 else negative_slope * x`. See `keras_afl.activations.leaky_relu`.
 
     Args:
-        negative_slope: Slope for x <= 0 (default 0.01).
+        negative_slope: Slope for x <= 0 (default 0.01), a finite number >= 0.
+            A negative slope raises a ValueError, as in `keras.layers.LeakyReLU`
+            (the function `keras_afl.activations.leaky_relu` accepts one, as
+            `keras.activations.leaky_relu` does).
 
     Example:
     >>> import numpy as np, keras_afl
@@ -85,7 +88,15 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01, **kwargs):
         super().__init__(**kwargs)
-        self.negative_slope = check_number(negative_slope, "negative_slope")
+        slope = check_number(negative_slope, "negative_slope")
+        if slope < 0:
+            raise ValueError(
+                f"LeakyReLU: `negative_slope` must be >= 0, as in keras.layers.LeakyReLU; received "
+                f"{negative_slope!r}. Fix: use a small positive slope such as 0.01, or call "
+                "keras_afl.activations.leaky_relu (it accepts a negative slope, as "
+                "keras.activations.leaky_relu does)."
+            )
+        self.negative_slope = slope
 
     def _kwargs(self):
         return {"negative_slope": self.negative_slope}

@@ -297,6 +297,14 @@ class TestBadInput:
         with pytest.raises((ValueError, TypeError), match="negative_slope"):
             A.leaky_relu([1.0], negative_slope=bad)
 
+    @pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=lambda d: d.name)
+    def test_negative_slope_accepted_as_keras_function_grad(self, dtype):
+        x = tf.constant([-2.0, -0.5, 0.0, 3.0], dtype)
+        y, (g,) = grads(functools.partial(A.leaky_relu, negative_slope=-0.3), x)
+        want = keras.activations.leaky_relu(x, negative_slope=-0.3)
+        np.testing.assert_allclose(y.numpy(), want.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(g.numpy(), [-0.3, -0.3, -0.3, 1.0], rtol=1e-6)  # slope at 0, as TF
+
     def test_negative_elu_alpha(self):
         with pytest.raises(ValueError, match=r"`alpha` must be a finite number in \[0.0, inf\]; received -1.0"):
             A.elu([1.0], alpha=-1.0)

@@ -332,11 +332,13 @@ def test_a_relu_layer_breaks_a_saturating_run():
 
 @pytest.mark.parametrize("layer, severity", [
     (lambda: L.LeakyReLU(negative_slope=1.5), "warning"),
-    (lambda: AFL.LeakyReLU(negative_slope=-0.1), "warning"),
+    # keras_afl's LeakyReLU layer refuses a negative slope (as Keras's); the function takes one.
+    (lambda: L.Activation(functools.partial(keras_afl.activations.leaky_relu, negative_slope=-0.1)),
+     "warning"),
     (lambda: L.ReLU(negative_slope=1.0), "warning"),
     (lambda: AFL.PReLU(alpha_initializer=keras.initializers.Constant(2.0)), "warning"),
     (lambda: L.PReLU(), "info"),  # Keras's default: alpha 0, a plain ReLU
-], ids=["keras LeakyReLU 1.5", "afl LeakyReLU -0.1", "keras ReLU slope 1", "afl PReLU init 2",
+], ids=["keras LeakyReLU 1.5", "afl leaky_relu -0.1", "keras ReLU slope 1", "afl PReLU init 2",
         "keras PReLU default"])
 def test_slope_outside_zero_one_is_flagged(layer, severity):
     f = one(keras_afl.lint(seq(L.Dense(4), layer(), L.Dense(1)), "mse"), "leaky-slope")

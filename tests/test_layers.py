@@ -1,14 +1,18 @@
 """keras_afl.layers: delegation, configs, training, PReLU's parameter, Softmax masks, dtypes."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 import keras_afl
+from keras_afl import _cli_config
 from keras_afl import activations as A
 from keras_afl import layers as L
-from tests._checks import custom_gradient_ops, grads
+from tests._checks import REPO, custom_gradient_ops, grads
 
 # layer (with non-default settings where it has any) -> the function it must compute
 LAYERS = {
@@ -325,6 +329,27 @@ class TestBadSettings:
     def test_leaky_slope_type(self):
         with pytest.raises(TypeError, match=r"`negative_slope` must be a real number; received 'x'"):
             L.LeakyReLU(negative_slope="x")
+
+    @pytest.mark.parametrize("slope", [-0.1, -1e-9, -2.0])
+    def test_negative_leaky_slope_raises_as_keras(self, slope):
+        with pytest.raises(ValueError, match=f"negative_slope={slope}"):
+            keras.layers.LeakyReLU(negative_slope=slope)
+        with pytest.raises(ValueError, match=rf"`negative_slope` must be >= 0.*received {slope}\. Fix:"):
+            L.LeakyReLU(negative_slope=slope)
+
+    def test_negative_leaky_slope_in_a_train_config_is_a_config_error(self):
+        # The command line builds this layer from YAML: the slope is refused with the key, not a traceback.
+        with open(os.path.join(REPO, "configs", "hinge_svm.yaml")) as f:
+            raw = yaml.safe_load(f)
+        raw["model"]["layers"].insert(1, {"type": "leaky_relu", "negative_slope": -0.1})
+        with pytest.raises(_cli_config.ConfigError, match=r"model.layers\[1\].negative_slope: value -0.1"):
+            _cli_config.validate(raw, "c.yaml")
+
+    @pytest.mark.parametrize("slope", [0.0, 1.5])
+    def test_zero_and_large_leaky_slopes_are_accepted_as_keras(self, slope):
+        x = np.array([[-2.0, 3.0]], "float32")
+        want = keras.layers.LeakyReLU(negative_slope=slope)(x).numpy()
+        np.testing.assert_allclose(L.LeakyReLU(negative_slope=slope)(x).numpy(), want)
 
     def test_elu_alpha_range(self):
         with pytest.raises(ValueError, match=r"`alpha`.*received -0.5"):
