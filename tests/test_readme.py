@@ -1,0 +1,113 @@
+"""README claims checked against the code and against Keras in the same run."""
+
+import inspect
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import keras_afl
+from keras_afl import activations as A
+from keras_afl import layers as AL
+from keras_afl import losses as AFL
+from tests._checks import REPO
+
+KA, KL, KLS = keras.activations, keras.layers, keras.losses
+
+# keras_afl's public objects and the Keras object a user would swap each one for.
+COUNTERPARTS = {
+    A.relu: KA.relu, A.leaky_relu: KA.leaky_relu, A.sigmoid: KA.sigmoid, A.tanh: KA.tanh,
+    A.softmax: KA.softmax, A.elu: KA.elu, A.selu: KA.selu,
+    AL.ReLU: KL.ReLU, AL.LeakyReLU: KL.LeakyReLU, AL.PReLU: KL.PReLU, AL.Softmax: KL.Softmax,
+    AL.ELU: KL.ELU,
+    AFL.mean_squared_error: KLS.mean_squared_error, AFL.MeanSquaredError: KLS.MeanSquaredError,
+    AFL.binary_crossentropy: KLS.binary_crossentropy, AFL.BinaryCrossentropy: KLS.BinaryCrossentropy,
+    AFL.categorical_crossentropy: KLS.categorical_crossentropy,
+    AFL.CategoricalCrossentropy: KLS.CategoricalCrossentropy,
+    AFL.sparse_categorical_crossentropy: KLS.sparse_categorical_crossentropy,
+    AFL.SparseCategoricalCrossentropy: KLS.SparseCategoricalCrossentropy,
+    AFL.focal: KLS.binary_focal_crossentropy, AFL.FocalLoss: KLS.BinaryFocalCrossentropy,
+    AFL.categorical_focal: KLS.categorical_focal_crossentropy,
+    AFL.CategoricalFocalLoss: KLS.CategoricalFocalCrossentropy,
+    # Keras has no sparse focal loss: the swap is its categorical one with one-hot labels.
+    AFL.sparse_categorical_focal: KLS.categorical_focal_crossentropy,
+    AFL.SparseCategoricalFocalLoss: KLS.CategoricalFocalCrossentropy,
+    AFL.huber: KLS.huber, AFL.Huber: KLS.Huber, AFL.hinge: KLS.hinge, AFL.Hinge: KLS.Hinge,
+}
+# No Keras object with settings to compare: a function Keras lacks, layers Keras has only as
+# Activation("sigmoid") etc.
+NO_COUNTERPART = {A.prelu, AL.Sigmoid, AL.Tanh, AL.SELU}
+
+
+def _defaults(obj):
+    return {p.name: p.default for p in inspect.signature(obj).parameters.values()
+            if p.default is not inspect.Parameter.empty}
+
+
+def differing_defaults():
+    """[(keras_afl name, parameter, Keras's default, ours)] for every setting both have."""
+    out = []
+    for ours, theirs in COUNTERPARTS.items():
+        mine, keras_defaults = _defaults(ours), _defaults(theirs)
+        for param in sorted(set(mine) & set(keras_defaults)):
+            if mine[param] != keras_defaults[param]:
+                out.append((ours.__name__, param, keras_defaults[param], mine[param]))
+    return out
+
+
+def _section(title):
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(title)
+    end = text.find("\n#", start + len(title))
+    return text[start:end if end != -1 else None]
+
+
+def _table_rows(section):
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows[1:]  # without the header
+
+
+def _tokens(cell):
+    return set(re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?|[A-Za-z_][A-Za-z_0-9]*", cell))
+
+
+def _token(value):
+    return value if isinstance(value, str) else repr(value)
+
+
+def test_every_public_object_has_a_counterpart_decision():
+    public = {getattr(m, n) for m in (A, AL, AFL) for n in m.__all__}
+    assert public == set(COUNTERPARTS) | NO_COUNTERPART
+
+
+def test_every_default_that_differs_from_keras_is_in_the_what_differs_table():
+    rows = _table_rows(_section("### What differs from Keras's built-ins, and why"))
+    missing = []
+    for name, param, theirs, mine in differing_defaults():
+        hit = [r for r in rows if {name, param} <= _tokens(r[0])
+               and _token(theirs) in _tokens(r[1]) and _token(mine) in _tokens(r[2])]
+        if not hit:
+            missing.append(f"{name}({param}=...): Keras {theirs!r}, keras_afl {mine!r}")
+    assert not missing, ("README's 'What differs' table lacks a row (first cell naming the object "
+                         "and the setting, Keras's default in the second, ours in the third) for: "
+                         + "; ".join(missing))
+
+
+def test_the_defaults_the_issue_named_are_among_those_found():
+    found = {(n, p) for n, p, _, _ in differing_defaults()}
+    assert {("leaky_relu", "negative_slope"), ("LeakyReLU", "negative_slope"),
+            ("CategoricalFocalLoss", "alpha"), ("PReLU", "alpha_initializer")} <= found
+
+
+def test_categorical_focal_swap_changes_the_loss_4x_as_the_readme_says():
+    y = np.eye(3, dtype="float32")[[0, 2, 1, 1]]
+    p = np.array([[.7, .2, .1], [.3, .3, .4], [.2, .5, .3], [.1, .1, .8]], "float32")
+    ratio = float(AFL.CategoricalFocalLoss()(y, p)) / float(KLS.CategoricalFocalCrossentropy()(y, p))
+    assert ratio == pytest.approx(4.0, rel=1e-5)
+    assert "4× larger" in _section("### What differs from Keras's built-ins, and why")
