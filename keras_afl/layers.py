@@ -251,7 +251,9 @@ class Softmax(keras.layers.Layer):
             mask = mask > 0.5
         logits = tf.where(mask, inputs, tf.constant(_large_negative(inputs.dtype), inputs.dtype))
         y = activations.softmax(logits, axis=self.axis) * tf.cast(mask, inputs.dtype)
-        return activations._attach_logits(y, logits)
+        if isinstance(self.axis, tuple):  # as the function: no logits over several axes
+            return y
+        return activations._attach_logits(y, logits, "softmax", self.axis)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -300,6 +300,19 @@ class TestSoftmaxMask:
         expected = np.where(padded[..., None], 0.0, np_softmax(x @ kernel + bias))
         np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
 
+    @pytest.mark.parametrize("axis", [0, -1])
+    def test_masked_output_logits_only_for_keras_last_axis_loss(self, axis):
+        # Keras's CCE reads `_keras_logits` as last-axis logits: a masked softmax over axis 0
+        # must not offer them. Reference: the same probabilities and mask, without logits.
+        x = sample((3, 3), seed=16)
+        mask = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], bool)
+        y_true = np.eye(3, dtype="float32")
+        p = L.Softmax(axis=axis)(x, mask=mask)
+        plain = tf.constant(p.numpy())
+        plain._keras_mask = p._keras_mask
+        loss = keras.losses.CategoricalCrossentropy()
+        assert float(loss(y_true, p)) == pytest.approx(float(loss(y_true, plain)), rel=1e-5)
+
     def test_tuple_axis_config_round_trip(self):
         layer = L.Softmax(axis=(1, 2))
         assert L.Softmax.from_config(layer.get_config()).axis == (1, 2)
