@@ -173,3 +173,51 @@ def test_model_compiled_inside_use_as_builtins_reloads_with_our_loss_and_metric(
     got = json.loads(stdout.strip().splitlines()[-1])
     assert got["loss"] == pytest.approx(ours, rel=1e-5)
     assert got["binary_focal_crossentropy"] == pytest.approx(ours, rel=1e-5)
+
+
+def test_readme_quotes_the_errors_keras_gives_without_import_keras_afl(tmp_path):
+    # Three models saved here; a fresh process that never imports keras_afl loads each
+    # and runs evaluate(); the README's "Saving and loading" section must quote the
+    # errors this Keras really raises, and its fix (import keras_afl) must work.
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    models = {
+        "activation": keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="afl_elu"),
+                                        keras.layers.Dense(1, activation="sigmoid")]),
+        "layer": keras.Sequential([keras.Input((3,)), keras.layers.Dense(1), keras_afl.layers.ELU()]),
+        "loss": keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")]),
+    }
+    for name, model in models.items():
+        model.compile("sgd", loss="focal" if name == "loss" else "mse")
+        model.fit(x, y, verbose=0)
+        model.save(tmp_path / f"{name}.keras")
+    code = f"""
+        import json, numpy as np, keras
+        # IMPORT
+        out = {{}}
+        for name in ("activation", "layer", "loss"):
+            try:
+                m = keras.models.load_model({str(tmp_path)!r} + f"/{{name}}.keras")
+                m.evaluate(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+                out[name] = "ok"
+            except Exception as e:
+                out[name] = f"{{type(e).__name__}}: {{e}}"
+        print(json.dumps(out))
+    """
+    raised = json.loads(run_python(code).strip().splitlines()[-1])
+    fixed = json.loads(run_python(code.replace("# IMPORT", "import keras_afl")).strip().splitlines()[-1])
+    assert fixed == {"activation": "ok", "layer": "ok", "loss": "ok"}
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Saving and loading"):text.index("## Diagnostics")]
+    quoted = [line for line in section.splitlines() if line.startswith(("TypeError:", "ValueError:"))]
+    assert len(quoted) == 3, quoted
+
+    def quotes(line, message):
+        kind, _, body = line.partition(": ")
+        return message.startswith(kind + ": ") and all(
+            part.strip() in message for part in body.split("…") if part.strip())
+
+    for name, message in raised.items():
+        assert message != "ok", name
+        assert any(quotes(line, message) for line in quoted), (name, message[-600:])
