@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 import keras_afl
-from keras_afl import _cli_check, _cli_config
+from keras_afl.cli import check as cli_check
+from keras_afl.cli import config as cli_config
 from keras_afl.cli import main
 from tests._checks import REPO
 
@@ -400,48 +401,48 @@ def test_numbers_written_1e_minus_3_are_accepted(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(BASE).replace("epochs: 1", "epochs: 1\n  optimizer: "
                                                  "{name: adam, learning_rate: 1e-3}"))
-    cfg = _cli_config.load(str(path))
+    cfg = cli_config.load(str(path))
     assert cfg["training"]["optimizer"] == {"name": "adam", "learning_rate": 0.001}
 
 
 def test_keras_loss_names_validate_too():
     cfg = copy.deepcopy(BASE)
     cfg["training"]["loss"] = {"name": "Huber", "params": {"delta": 2.0}}
-    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
     assert spec["family"] == "regression" and spec["label"] == "Huber(delta=2.0)"
-    assert isinstance(_cli_config.make_loss(spec), keras.losses.Huber)
+    assert isinstance(cli_config.make_loss(spec), keras.losses.Huber)
     cfg["training"]["loss"] = "binary_crossentropy"
-    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
     assert spec == {"name": "binary_crossentropy", "params": {}, "label": "binary_crossentropy",
                     "family": "binary", "outputs": "probabilities"}
     cfg["training"]["loss"] = {"name": "mse", "params": {"delta": 1.0}}
-    with pytest.raises(_cli_config.ConfigError, match="training.loss.params: Keras's 'mse' is a "
+    with pytest.raises(cli_config.ConfigError, match="training.loss.params: Keras's 'mse' is a "
                                                       "function"):
-        _cli_config.validate(cfg, "c.yaml")
+        cli_config.validate(cfg, "c.yaml")
 
 
 def test_compare_needs_distinct_losses_of_one_kind():
     cfg = copy.deepcopy(BASE)
     del cfg["training"]["loss"]
     cfg["training"]["compare"] = ["focal", "afl_focal"]
-    spec = _cli_config.validate(cfg, "c.yaml")["training"]["losses"]
+    spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"]
     assert [s["label"] for s in spec] == ["focal", "afl_focal"]  # aliases are separate runs
     cfg["training"]["compare"] = ["focal", "focal"]
-    with pytest.raises(_cli_config.ConfigError, match=r"training.compare\[1\]: 'focal' is "
+    with pytest.raises(cli_config.ConfigError, match=r"training.compare\[1\]: 'focal' is "
                                                       r"already training.compare\[0\]"):
-        _cli_config.validate(cfg, "c.yaml")
+        cli_config.validate(cfg, "c.yaml")
     cfg["training"]["compare"] = ["focal", "afl_mse"]
-    with pytest.raises(_cli_config.ConfigError, match="need different kinds of targets"):
-        _cli_config.validate(cfg, "c.yaml")
-    assert _cli_config.validate(cfg | {"training": {"compare": ["hinge", "focal"]}}, "c.yaml")
-    assert [s["outputs"] for s in _cli_config.validate(
+    with pytest.raises(cli_config.ConfigError, match="need different kinds of targets"):
+        cli_config.validate(cfg, "c.yaml")
+    assert cli_config.validate(cfg | {"training": {"compare": ["hinge", "focal"]}}, "c.yaml")
+    assert [s["outputs"] for s in cli_config.validate(
         cfg | {"training": {"compare": ["afl_hinge", {"name": "focal", "params": {
             "from_logits": True}}, "afl_bce"]}}, "c.yaml")["training"]["losses"]] == \
         ["scores", "scores", "probabilities"]
 
 
 def test_loss_family_reads_names():
-    fam = _cli_config.loss_family
+    fam = cli_config.loss_family
     assert [fam(n) for n in ("afl_bce", "focal", "afl_hinge", "BinaryFocalCrossentropy")] == \
         ["binary"] * 4
     assert [fam(n) for n in ("afl_cce", "categorical_focal", "CategoricalCrossentropy")] == \
@@ -531,14 +532,14 @@ def test_plot_range_applies_to_losses(tmp_path, capsys):
                  "-o", str(path)]) == 0
     assert_png(path)
     assert "x from -8 to 8" in capsys.readouterr().out
-    from keras_afl import _cli_plot
+    from keras_afl.cli import plot as cli_plot
 
-    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_huber"), n=5, x_range=(-8, 8))
+    curves, _, _ = cli_plot.loss_curves(keras_afl.entry("afl_huber"), n=5, x_range=(-8, 8))
     e, loss, _ = curves["error"]
     np.testing.assert_allclose(e, np.linspace(-8, 8, 5))
     huber = np.where(np.abs(e) <= 1, 0.5 * e**2, np.abs(e) - 0.5)  # delta 1
     np.testing.assert_allclose(loss, huber, rtol=1e-6)
-    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=5, x_range=(0.2, 0.4))
+    curves, _, _ = cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=5, x_range=(0.2, 0.4))
     p, loss, _ = curves["label 1"]
     np.testing.assert_allclose(p, np.linspace(0.2, 0.4, 5), rtol=1e-6)
     np.testing.assert_allclose(loss, -np.log(p), rtol=1e-5)
@@ -570,17 +571,17 @@ def test_plot_unknown_name_exits_2(tmp_path, capsys):
 
 
 def test_plotted_derivative_is_the_analytic_one():
-    from keras_afl import _cli_plot
+    from keras_afl.cli import plot as cli_plot
 
-    x, y, dy, _ = _cli_plot.activation_curve(keras_afl.entry("afl_elu"), (-3, 3), 61)
+    x, y, dy, _ = cli_plot.activation_curve(keras_afl.entry("afl_elu"), (-3, 3), 61)
     np.testing.assert_allclose(dy, np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))), atol=1e-12)
-    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=9)
+    curves, _, _ = cli_plot.loss_curves(keras_afl.entry("afl_bce"), n=9)
     p, loss, grad = curves["label 1"]
     np.testing.assert_allclose(loss, -np.log(p), rtol=1e-5)
     np.testing.assert_allclose(grad, -1 / p, rtol=1e-4)
     p, loss, grad = curves["label 0"]
     np.testing.assert_allclose(grad, 1 / (1 - p), rtol=1e-4)
-    curves, _, _ = _cli_plot.loss_curves(keras_afl.entry("afl_mse"), n=7)
+    curves, _, _ = cli_plot.loss_curves(keras_afl.entry("afl_mse"), n=7)
     e, loss, grad = curves["error"]
     np.testing.assert_allclose(grad, 2 * e, rtol=1e-5, atol=1e-6)
 
@@ -597,7 +598,7 @@ def test_check_passes_on_our_functions(capsys):
 
 
 def test_check_has_a_reference_for_every_registered_function():
-    cases = _cli_check.all_cases()
+    cases = cli_check.all_cases()
     for e in keras_afl.entries():
         assert cases.get(e.name) is not None, f"no plain reference formula for {e.name}"
 
@@ -610,12 +611,12 @@ def test_check_catches_a_wrong_gradient():
         y = tf.tanh(x)
         return y, lambda g: g * (1 - y * y) * 1.01
 
-    case = _cli_check.Case(
+    case = cli_check.Case(
         "bad", lambda c, x: off_by_one_percent(x), lambda c, x: tf.tanh(x),
-        _cli_check._act_sample(kinks=()), _cli_check._act_extremes)
-    r = _cli_check.check_case(case, "float64")
+        cli_check._act_sample(kinks=()), cli_check._act_extremes)
+    r = cli_check.check_case(case, "float64")
     assert not r["ok"] and r["numeric"] > 1e-3 and r["autodiff"] > 1e-3
-    good = _cli_check.check_case(_cli_check.all_cases()["afl_tanh"], "float64")
+    good = cli_check.check_case(cli_check.all_cases()["afl_tanh"], "float64")
     assert good["ok"]
 
 
@@ -625,11 +626,11 @@ def test_check_fails_with_exit_1_when_a_function_fails(monkeypatch, capsys):
     def wrong_relu(c, x):
         return tf.nn.relu(x) * 1.5  # values and gradients off by 50 %
 
-    cases = _cli_check.all_cases()
-    broken = dict(cases, afl_relu=_cli_check.Case("afl_relu", cases["afl_relu"].fn,
+    cases = cli_check.all_cases()
+    broken = dict(cases, afl_relu=cli_check.Case("afl_relu", cases["afl_relu"].fn,
                                                   wrong_relu, cases["afl_relu"].sample,
                                                   cases["afl_relu"].extremes))
-    monkeypatch.setattr(_cli_check, "all_cases", lambda: broken)
+    monkeypatch.setattr(cli_check, "all_cases", lambda: broken)
     assert main(["check", "afl_relu", "--dtype", "float64"]) == 1
     assert "FAILED" in capsys.readouterr().out
 

@@ -13,8 +13,9 @@ import tensorflow as tf
 import yaml
 
 import keras_afl
-from keras_afl import _demo, diagnostics
+from keras_afl import diagnostics
 from keras_afl.callbacks import ActivationStats
+from keras_afl.cli import demo as cli_demo
 from keras_afl.cli import main
 from tests._checks import REPO
 
@@ -380,7 +381,7 @@ def well_built_models():
     selu = seq(*[L.Dense(16, activation="selu", kernel_initializer="lecun_normal") for _ in range(4)],
                L.AlphaDropout(0.1), L.Dense(4, kernel_initializer="lecun_normal"), AFL.Softmax())
     selu.compile("adam", loss="afl_sparse_categorical_crossentropy")
-    demo = _demo.build_model(8)
+    demo = cli_demo.build_model(8)
     demo.compile("adam", loss="focal")
     return {"relu mlp": relu_mlp, "softmax": softmax, "selu": selu, "demo": demo}
 
@@ -505,8 +506,8 @@ def test_lint_rejects_bad_losses_naming_the_argument():
 
 
 def test_demo_lint_hook_prints_the_lint_result():
-    assert _demo.lint_findings(_demo.build_model(8), "focal") == ["no findings"]
-    lines = _demo.lint_findings(_demo.build_model(8), "categorical_crossentropy")
+    assert cli_demo.lint_findings(cli_demo.build_model(8), "focal") == ["no findings"]
+    lines = cli_demo.lint_findings(cli_demo.build_model(8), "categorical_crossentropy")
     assert lines[0].startswith("error:") and "sigmoid-categorical-loss" in lines[0]
 
 
@@ -741,25 +742,27 @@ def test_train_config_diagnostic_keys_must_be_booleans(key, tmp_path, capsys):
 
 
 def test_train_without_the_keys_adds_nothing(tmp_path):
-    from keras_afl import _cli_config
+    from keras_afl.cli import config as cli_config
 
     cfg = copy.deepcopy(BASE)
     del cfg["lint"], cfg["activation_stats"]
-    normalised = _cli_config.validate(cfg, "c.yaml")
+    normalised = cli_config.validate(cfg, "c.yaml")
     assert normalised["lint"] is False and normalised["activation_stats"] is False
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml"))),
                          ids=os.path.basename)
 def test_every_shipped_config_builds_a_model_lint_finds_clean(path):
-    from keras_afl import _cli_config, _cli_data, _cli_train
+    from keras_afl.cli import config as cli_config
+    from keras_afl.cli import data as cli_data
+    from keras_afl.cli import train as cli_train
 
-    cfg = _cli_config.load(path)
-    data = _cli_data.prepare(cfg, path, smoke=True,
-                             validation_split=cfg["training"]["validation_split"])
+    cfg = cli_config.load(path)
+    data = cli_data.prepare(cfg, path, smoke=True,
+                            validation_split=cfg["training"]["validation_split"])
     for spec in cfg["training"]["losses"]:
-        model = _cli_train.build_model(cfg["model"]["layers"], data, spec)
-        model.compile("adam", loss=_cli_config.make_loss(spec))
+        model = cli_train.build_model(cfg["model"]["layers"], data, spec)
+        model.compile("adam", loss=cli_config.make_loss(spec))
         assert rules(keras_afl.lint(model)) == [], spec["label"]
 
 

@@ -9,9 +9,9 @@ import tensorflow as tf
 import yaml
 
 import keras_afl
-from keras_afl import _cli_config
 from keras_afl import activations as A
 from keras_afl import layers as L
+from keras_afl.cli import config as cli_config
 from tests._checks import REPO, custom_gradient_ops, grads
 
 # layer (with non-default settings where it has any) -> the function it must compute
@@ -355,8 +355,8 @@ class TestBadSettings:
         with open(os.path.join(REPO, "configs", "hinge_svm.yaml")) as f:
             raw = yaml.safe_load(f)
         raw["model"]["layers"].insert(1, {"type": "leaky_relu", "negative_slope": -0.1})
-        with pytest.raises(_cli_config.ConfigError, match=r"model.layers\[1\].negative_slope: value -0.1"):
-            _cli_config.validate(raw, "c.yaml")
+        with pytest.raises(cli_config.ConfigError, match=r"model.layers\[1\].negative_slope: value -0.1"):
+            cli_config.validate(raw, "c.yaml")
 
     @pytest.mark.parametrize("slope", [0.0, 1.5])
     def test_zero_and_large_leaky_slopes_are_accepted_as_keras(self, slope):

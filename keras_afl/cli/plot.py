@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from keras_afl._cli_common import CLIError, output_file, pyplot
+from keras_afl.cli.common import CLIError, output_file, pyplot
 
 _GROUPS = {"activations": "activation", "losses": "loss"}
 
@@ -64,7 +64,7 @@ def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
 def x_axis(entry):
     """What the x-axis of `entry`'s plot is: "input" (activations), "error" (regression
     losses), "score" (hinge, from_logits) or "probability" (other losses)."""
-    from keras_afl._cli_config import loss_family
+    from keras_afl.cli.config import loss_family
 
     if entry.kind == "activation":
         return "input"
@@ -83,7 +83,7 @@ def loss_curves(entry, n=801, x_range=None):
     """
     import tensorflow as tf
 
-    from keras_afl._cli_config import loss_family
+    from keras_afl.cli.config import loss_family
 
     family = loss_family(entry.name)
     loss = entry.obj()

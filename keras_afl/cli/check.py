@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from keras_afl._cli_common import CLIError, format_table
+from keras_afl.cli.common import CLIError, format_table
 
 LAM, ALF = 1.0507009873554805, 1.6732632423543772
 
@@ -379,7 +379,7 @@ def run(names, *, dtypes, seed=0):
         for dtype in dtypes:
             if case is None:
                 rows.append((name, dtype, None, None, None, None, "-", "FAIL: no reference"))
-                failures.append(f"{name}: no plain reference formula in keras_afl/_cli_check.py")
+                failures.append(f"{name}: no plain reference formula in keras_afl/cli/check.py")
                 continue
             try:
                 r = check_case(case, dtype, seed)

@@ -1,6 +1,6 @@
 """Reading the YAML file of `keras-afl train`: one message for every way it can go wrong.
 
-`read(path)` returns the parsed config (not yet validated: `_cli_config`
+`read(path)` returns the parsed config (not yet validated: `keras_afl.cli.config`
 does that) or raises a `ConfigError` naming the file: a folder given instead
 of a file (with the config files in it), a missing, unreadable, empty or
 invalid file, and a key given twice in one mapping -- YAML loaders keep the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from keras_afl._cli_common import ConfigError, require
+from keras_afl.cli.common import ConfigError, require
 
 
 def read(path):

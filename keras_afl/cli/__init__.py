@@ -22,7 +22,7 @@ import json
 import sys
 import textwrap
 
-from keras_afl._cli_common import CLIError, ConfigError, format_table, quiet_tensorflow
+from keras_afl.cli.common import CLIError, ConfigError, format_table, quiet_tensorflow
 
 __all__ = ["main", "build_parser"]
 
@@ -156,13 +156,13 @@ def build_parser():
 
 
 def _config_schema():
-    """The config reference `keras_afl._cli_config.SCHEMA` (for `train --help`).
+    """The config reference `keras_afl.cli.config.SCHEMA` (for `train --help`).
 
     Help text never comes from a docstring: `python -OO` strips them.
     """
-    from keras_afl import _cli_config
+    from keras_afl.cli import config
 
-    return "config file:\n" + _cli_config.SCHEMA.rstrip()
+    return "config file:\n" + config.SCHEMA.rstrip()
 
 
 def _positive_int(text):
@@ -183,7 +183,7 @@ def main(argv=None):
     except SystemExit as e:  # --help (0) or a usage error (2); argparse printed it
         return e.code if isinstance(e.code, int) else 0
     if args.version:
-        from keras_afl._cli_common import versions
+        from keras_afl.cli.common import versions
 
         print(" | ".join(f"{k} {v}" for k, v in versions().items() if k != "platform"))
         return 0
@@ -207,30 +207,30 @@ def main(argv=None):
 # --------------------------------------------------------------------------- commands
 
 def _cmd_demo(args):
-    from keras_afl import _demo
+    from keras_afl.cli import demo
 
-    return _demo.run(output=args.output, epochs=args.epochs)
+    return demo.run(output=args.output, epochs=args.epochs)
 
 
 def _cmd_train(args):
-    from keras_afl import _cli_train
+    from keras_afl.cli import train
 
-    return _cli_train.run(args.config, output=args.output, smoke=args.smoke, quiet=args.quiet)
+    return train.run(args.config, output=args.output, smoke=args.smoke, quiet=args.quiet)
 
 
 def _cmd_plot(args):
-    from keras_afl import _cli_plot
+    from keras_afl.cli import plot
 
-    return _cli_plot.run(args.names, output=args.output, x_range=args.range and tuple(args.range))
+    return plot.run(args.names, output=args.output, x_range=args.range and tuple(args.range))
 
 
 def _cmd_check(args):
-    from keras_afl import _cli_check
+    from keras_afl.cli import check
 
     dtypes = args.dtype or ["float32", "float64"]
     if "all" in dtypes:
         dtypes = list(DTYPES)
-    return _cli_check.run(args.names, dtypes=list(dict.fromkeys(dtypes)), seed=args.seed)
+    return check.run(args.names, dtypes=list(dict.fromkeys(dtypes)), seed=args.seed)
 
 
 def _cmd_lint(args):

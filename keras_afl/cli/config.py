@@ -17,8 +17,8 @@ import inspect
 import os
 import re
 
-from keras_afl import _cli_yaml
-from keras_afl._cli_common import ConfigError, did_you_mean
+from keras_afl.cli import yaml_file
+from keras_afl.cli.common import ConfigError, did_you_mean
 
 SCHEMA = """\
     name: str                       (default: the file name without .yaml)
@@ -524,5 +524,5 @@ def validate(raw, file):
 
 
 def load(path):
-    """Reads (`_cli_yaml.read`) and validates the config file at `path`."""
-    return validate(_cli_yaml.read(path), path)
+    """Reads (`yaml_file.read`) and validates the config file at `path`."""
+    return validate(yaml_file.read(path), path)

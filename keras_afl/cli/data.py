@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from keras_afl._cli_common import ConfigError, did_you_mean, require
+from keras_afl.cli.common import ConfigError, did_you_mean, require
 
 SMOKE_SAMPLES = 300  # at most this many rows in a --smoke run
 

@@ -1,6 +1,6 @@
 """`keras-afl train CONFIG.yaml`: an experiment from a config file, without writing Python.
 
-Order of work: read and validate the whole config (`_cli_config`), load and
+Order of work: read and validate the whole config (`keras_afl.cli.config`), load and
 split the data, check that the model's output and the losses fit the task and
 that `keras_afl.lint` finds no error in the model -- all before anything
 trains -- then, per loss, seed, build, compile, fit with
@@ -19,9 +19,10 @@ import re
 import sys
 import time
 
-from keras_afl import _cli_config, _cli_data
-from keras_afl._cli_common import (ConfigError, format_table, output_folder, pyplot, require,
-                                   versions)
+from keras_afl.cli import config
+from keras_afl.cli import data as cli_data
+from keras_afl.cli.common import (ConfigError, format_table, output_folder, pyplot, require,
+                                  versions)
 
 SMOKE_EPOCHS = 1
 
@@ -43,9 +44,9 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
 
     import keras_afl  # noqa: F401  (installs the string names the config uses)
 
-    cfg = _cli_config.load(config_path)
+    cfg = config.load(config_path)
     tr = cfg["training"]
-    data = _cli_data.prepare(cfg, config_path, smoke=smoke,
+    data = cli_data.prepare(cfg, config_path, smoke=smoke,
                              validation_split=tr["validation_split"])
     check_fit(cfg, data, config_path)
     check_lint(cfg, data, config_path)
@@ -67,21 +68,21 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
               f"lr={tr['optimizer']['learning_rate']:g}")
         keras.utils.set_random_seed(cfg["seed"])  # same data order and initial weights per loss
         model = build_model(cfg["model"]["layers"], data, spec, name=_slug(cfg["name"]))
-        model.compile(optimizer=_cli_config.make_optimizer(tr["optimizer"]),
-                      loss=_cli_config.make_loss(spec),
+        model.compile(optimizer=config.make_optimizer(tr["optimizer"]),
+                      loss=config.make_loss(spec),
                       metrics=["mae"] if data.task == "regression" else None)
         diagnostics, callbacks = _diagnostics(cfg, model, data)
-        y_train = _cli_data.encode(data, data.y_train, spec["family"])
+        y_train = cli_data.encode(data, data.y_train, spec["family"])
         val = None
         if data.x_val is not None:
-            val = (data.x_val, _cli_data.encode(data, data.y_val, spec["family"]))
+            val = (data.x_val, cli_data.encode(data, data.y_val, spec["family"]))
         t0 = time.perf_counter()
         hist = model.fit(data.x_train, y_train, validation_data=val, epochs=epochs,
                          batch_size=tr["batch_size"], verbose=0 if quiet else 1,
                          callbacks=callbacks)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics = _cli_data.evaluate(data, model.predict(data.x_test, verbose=0), spec)
+        metrics = cli_data.evaluate(data, model.predict(data.x_test, verbose=0), spec)
         t_eval = time.perf_counter() - t0
         path = os.path.join(out_dir, f"model_{_slug(spec['label'])}.keras")
         model.save(path)
@@ -153,7 +154,7 @@ def check_fit(cfg, data, file):
                                          f"{_SUGGEST[data.task]}")
     layers = cfg["model"]["layers"]
     last = max(i for i, s in enumerate(layers) if s["type"] == "dense")
-    want = _cli_data.output_units(data, tr["losses"][0]["family"])
+    want = cli_data.output_units(data, tr["losses"][0]["family"])
     units = layers[last]["units"]
     if units != "output" and units != want:
         what = (f"{data.n_classes} classes" if want > 1 else f"a {data.task} task")
@@ -184,7 +185,7 @@ def check_lint(cfg, data, file):
                 warnings.simplefilter("ignore")
                 model = build_model(cfg["model"]["layers"], data, spec)
             config_key = {layer.name: f"model.layers[{i}]" for i, layer in enumerate(model.layers)}
-            for f in keras_afl.lint(model, loss=_cli_config.make_loss(spec)).errors:
+            for f in keras_afl.lint(model, loss=config.make_loss(spec)).errors:
                 where = f.where
                 for name, key in config_key.items():
                     if f"'{name}'" in where:
@@ -209,7 +210,7 @@ def build_model(layers, data, spec, name="model"):
 
     import keras_afl
 
-    out_units = _cli_data.output_units(data, spec["family"])
+    out_units = cli_data.output_units(data, spec["family"])
     model = keras.Sequential(name=name)
     model.add(keras.Input((data.n_features,)))
     for s in layers:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from keras_afl._cli_common import format_table, output_folder, pyplot, require, versions
+from keras_afl.cli.common import format_table, output_folder, pyplot, require, versions
 
 SEED = 0
 POSITIVE_DIGIT = 8
@@ -69,15 +69,15 @@ def load_data(seed=SEED):
     """Train / validation / test splits of the imbalanced "is it an 8?" digits task."""
     import numpy as np
 
-    from keras_afl import _cli_data
+    from keras_afl.cli import data as cli_data
 
     datasets = require("sklearn.datasets", "demo")
     digits = datasets.load_digits()
     x = np.asarray(digits.data, np.float64)
     y = (digits.target == POSITIVE_DIGIT).astype(np.int64)
-    x, y = _cli_data.subsample_positives(x, y, POSITIVE_FRACTION, seed)
-    x_train, x_test, y_train, y_test = _cli_data.split(x, y, 0.3, seed, True)
-    x_train, x_val, y_train, y_val = _cli_data.split(x_train, y_train, 0.2, seed + 1, True)
+    x, y = cli_data.subsample_positives(x, y, POSITIVE_FRACTION, seed)
+    x_train, x_test, y_train, y_test = cli_data.split(x, y, 0.3, seed, True)
+    x_train, x_val, y_train, y_val = cli_data.split(x_train, y_train, 0.2, seed + 1, True)
     mu, sd = x_train.mean(0), x_train.std(0)
     sd = np.where(sd > 0, sd, 1.0)
     f = lambda a: ((a - mu) / sd).astype(np.float32)  # noqa: E731
@@ -124,12 +124,12 @@ def best_threshold(y, score):
 
 
 def evaluate(data, model):
-    from keras_afl import _cli_data
+    from keras_afl.cli import data as cli_data
 
     val = model.predict(data["x_val"], verbose=0).ravel()
     test = model.predict(data["x_test"], verbose=0).ravel()
     threshold = best_threshold(data["y_val"], val)
-    m = _cli_data.binary_metrics(data["y_test"], test, threshold)
+    m = cli_data.binary_metrics(data["y_test"], test, threshold)
     return {"pr_auc": m["pr_auc"], "roc_auc": m["roc_auc"], "f1": m["f1"],
             "minority_recall": m["minority_recall"], "threshold": threshold, "scores": test}
 
