@@ -79,8 +79,10 @@ class ActivationStats(keras.callbacks.Callback):
 
     The model needs symbolic inputs: a functional model, or a Sequential (it
     has them once built, which `fit()` does before the first epoch ends); a
-    subclassed model has none. Layers of nested models are not probed, only
-    the top-level ones; a layer called more than once (shared) is skipped.
+    subclassed model has none. Layers inside nested models (a Sequential or
+    functional model used as a layer) are probed too, as `keras_afl.lint`
+    walks them, and named by their path: `<sub-model>/<layer>/mean`, ... A
+    layer or nested model called more than once (shared) is skipped.
 
     Args:
         data: The held-out batch: inputs x (array, tensor, list or dict of
@@ -134,17 +136,7 @@ class ActivationStats(keras.callbacks.Callback):
                 f"built Sequential); model '{model.name}' ({type(model).__name__}) has none "
                 f"({e}). Fix: build the model as keras.Sequential([keras.Input(shape), ...]) "
                 "or keras.Model(inputs, outputs).") from None
-        layers, outputs = [], []
-        for layer in model.layers:
-            kind = activation_of(layer)
-            if kind is None:
-                continue
-            try:
-                out = layer.output
-            except (AttributeError, ValueError, RuntimeError):  # shared or unbuilt layer
-                continue
-            layers.append((layer.name, kind))
-            outputs.append(out)
+        layers, outputs = _activation_outputs(model)
         probe = keras.Model(inputs, outputs, name=f"{model.name}_activation_probe")
         kinds = [k for _, k in layers]
 
@@ -203,6 +195,59 @@ class ActivationStats(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _activation_outputs(model, prefix=""):
+    """[(path, kind)] and the symbolic outputs, in `model`'s graph, of its activation layers.
+
+    Nested models (a Sequential or functional model used as a layer) are
+    walked as `keras_afl.lint` walks them; their layers are named by the path
+    from the top model, `"<sub-model>/<layer>"`. Their outputs live in the
+    nested model's own graph: a model from its inputs to them is called on the
+    tensor that feeds the nested model, which puts them in the outer graph.
+    """
+    layers, outputs = [], []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            fed = _fed_tensor(layer)
+            try:
+                own = layer.inputs[0] if isinstance(layer, keras.Sequential) else layer.input
+            except (AttributeError, ValueError, IndexError, TypeError):  # subclassed: no graph
+                continue
+            if fed is None or own is None:
+                continue
+            sub_layers, sub_outputs = _activation_outputs(layer, f"{prefix}{layer.name}/")
+            if not sub_outputs:
+                continue
+            sub_probe = keras.Model(own, sub_outputs, name=f"{layer.name}_activation_probe")
+            outs = sub_probe(fed)
+            layers.extend(sub_layers)
+            outputs.extend(outs if isinstance(outs, (list, tuple)) else [outs])
+            continue
+        kind = activation_of(layer)
+        if kind is None:
+            continue
+        try:
+            out = layer.output
+        except (AttributeError, ValueError, RuntimeError):  # shared or unbuilt layer
+            continue
+        layers.append((prefix + layer.name, kind))
+        outputs.append(out)
+    return layers, outputs
+
+
+def _fed_tensor(sub_model):
+    """What a nested model is called on in its parent's graph, or None (shared, never called).
+
+    Keras 3 has no public way to read it: `sub_model.input` is the nested model's
+    own input for a functional model (the outer tensor for a Sequential), so
+    this reads the call's node (`_inbound_nodes`), the one private access here.
+    """
+    nodes = getattr(sub_model, "_inbound_nodes", None) or []
+    if len(nodes) != 1:
+        return None
+    args = getattr(getattr(nodes[0], "arguments", None), "args", None)
+    return args[0] if args else None
 
 
 def _scalar_metadata():
