@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import keras_afl
+from keras_afl.cli import build as cli_build
 from keras_afl.cli import check as cli_check
 from keras_afl.cli import config as cli_config
 from keras_afl.cli import main
@@ -410,7 +411,7 @@ def test_keras_loss_names_validate_too():
     cfg["training"]["loss"] = {"name": "Huber", "params": {"delta": 2.0}}
     spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
     assert spec["family"] == "regression" and spec["label"] == "Huber(delta=2.0)"
-    assert isinstance(cli_config.make_loss(spec), keras.losses.Huber)
+    assert isinstance(cli_build.make_loss(spec), keras.losses.Huber)
     cfg["training"]["loss"] = "binary_crossentropy"
     spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
     assert spec == {"name": "binary_crossentropy", "params": {}, "label": "binary_crossentropy",
@@ -441,8 +442,10 @@ def test_compare_needs_distinct_losses_of_one_kind():
         ["scores", "scores", "probabilities"]
 
 
-def test_loss_family_reads_names():
-    fam = cli_config.loss_family
+def test_loss_kind_reads_names():
+    def fam(name):
+        return cli_config.loss_kind(name)[0]
+
     assert [fam(n) for n in ("afl_bce", "focal", "afl_hinge", "BinaryFocalCrossentropy")] == \
         ["binary"] * 4
     assert [fam(n) for n in ("afl_cce", "categorical_focal", "CategoricalCrossentropy")] == \
@@ -451,6 +454,10 @@ def test_loss_family_reads_names():
     assert [fam(n) for n in ("afl_mse", "afl_huber", "mse", "Huber")] == ["regression"] * 4
     for e in keras_afl.entries("loss"):  # every registry loss is classified on purpose
         assert fam(e.name) in ("binary", "onehot", "sparse", "regression")
+    y_pred = {n: cli_config.loss_kind(n)[1] for n in ("afl_hinge", "Hinge", "focal", "afl_bce")}
+    assert y_pred == {"afl_hinge": "scores", "Hinge": "scores", "focal": "probabilities",
+                      "afl_bce": "probabilities"}
+    assert cli_config.loss_kind("focal", from_logits=True) == ("binary", "scores")
 
 
 # --------------------------------------------------------------------------- list

@@ -8,21 +8,28 @@
     keras-afl lint MODEL.keras        check a saved model's activations against its loss
     keras-afl bench [--quick]         speed and memory against Keras's built-ins, here
 
-Built on the public API of keras_afl only. The commands import what they need
-when they run: `demo`, `train` and `plot` need the `cli` extra
-(`pip install "keras-afl[cli]"`: PyYAML, matplotlib, scikit-learn); `list`,
-`check` and `--help` do not. Exit codes: 0 success, 1 a step or check failed,
-2 a usage, config or installation error (one message, no traceback).
+This package is the app, one module per job: this file (the parser and the
+dispatch to the commands), `common` (errors, exit codes, optional imports,
+tables), `config` (the train config's schema and validation), `yaml_file`
+(reading it), `build` (Keras models, losses and optimizers from a validated
+config), `data`, `train`, `demo`, `plot`, `check`, `lint`, `listing` (the
+`list` command) and `bench` (the `bench` command's arguments; the harness is
+`keras_afl.bench`). It uses the library's public names only (`keras_afl.entry`,
+`keras_afl.lint`, `keras_afl.layers`, ...); the library never imports it.
+
+The commands import what they need when they run: `demo`, `train` and `plot`
+need the `cli` extra (`pip install "keras-afl[cli]"`: PyYAML, matplotlib,
+scikit-learn); `list`, `check` and `--help` do not. Exit codes: 0 success, 1 a
+step or check failed, 2 a usage, config or installation error (one message, no
+traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import textwrap
 
-from keras_afl.cli.common import CLIError, ConfigError, format_table, quiet_tensorflow
+from keras_afl.cli.common import CLIError, ConfigError, quiet_tensorflow
 
 __all__ = ["main", "build_parser"]
 
@@ -234,148 +241,24 @@ def _cmd_check(args):
 
 
 def _cmd_lint(args):
-    import os
-    import warnings
+    from keras_afl.cli import lint
 
-    if not os.path.isfile(args.model):
-        raise CLIError(f"{args.model}: " + ("not a file" if os.path.exists(args.model)
-                                             else "no such file"))
-    import keras
-
-    import keras_afl
-
-    try:
-        with warnings.catch_warnings():  # e.g. "Skipping variable loading for optimizer"
-            warnings.simplefilter("ignore")
-            model = keras.models.load_model(args.model)
-    except Exception as e:  # a corrupt or foreign file: one message, exit 2, no traceback
-        why = (str(e).strip().splitlines() or [""])[0][:300]
-        raise CLIError(f"{args.model}: cannot load the model ({type(e).__name__}: {why})") from None
-    try:
-        findings = keras_afl.lint(model, loss=args.loss)
-    except (TypeError, ValueError) as e:
-        raise CLIError(str(e)) from None
-    if args.json:
-        print(json.dumps({"model": args.model, "counts": findings.counts(),
-                          "findings": findings.to_dicts()}, indent=2))
-    else:
-        loss = args.loss or getattr(model, "loss", None)
-        if loss is not None and not isinstance(loss, (str, list, dict)):
-            loss = getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__)
-        print(f"{args.model}: model '{model.name}', loss {loss!r}")
-        print(findings)
-    return 1 if findings.errors or (args.strict and findings.warnings) else 0
+    return lint.run(args.model, loss=args.loss, strict=args.strict, as_json=args.json)
 
 
 def _cmd_bench(args):
-    from keras_afl import bench
+    from keras_afl.cli import bench
 
     try:
-        return bench.command(args)
+        return bench.run(args)
     except ValueError as e:
         raise CLIError(str(e)) from None
 
 
 def _cmd_list(args):
-    import keras_afl
+    from keras_afl.cli import listing
 
-    selected = _select_entries(keras_afl, args.names, args.kind)
-    if args.json:
-        data = {"activations": [], "losses": []}
-        for e in selected:
-            data["activations" if e.kind == "activation" else "losses"].append(entry_record(e))
-        print(json.dumps(data, indent=2, default=repr))
-        return 0
-    print(_human_list(selected))
-    return 0
-
-
-def _select_entries(keras_afl, names, kind):
-    if not names:
-        return keras_afl.entries(kind)
-    out = []
-    for n in names:
-        try:
-            e = keras_afl.entry(n, kind)
-        except ValueError as err:
-            raise CLIError(str(err)) from None
-        if e not in out:
-            out.append(e)
-    return out
-
-
-def entry_record(e):
-    """A JSON-ready dict of one registry entry (what `keras-afl list --json` prints)."""
-    return {
-        "name": e.name,
-        "kind": e.kind,
-        "aliases": list(e.aliases),
-        "object": _public_path(e.obj),
-        "parameters": {k: _jsonable(v) for k, v in e.parameters().items()},
-        "formula": e.formula,
-        "derivative": e.derivative,
-        "output_range": e.output_range,
-        "properties": list(e.properties),
-        "uses": list(e.uses),
-        "pairings": list(e.pairings),
-    }
-
-
-def _public_path(obj):
-    """`module.name` of obj through the package that exports it: `keras_afl.losses.FocalLoss`,
-    not `keras_afl.losses.classes.FocalLoss` (a family module of a package keeps its name)."""
-    parts = obj.__module__.split(".")
-    for i in range(2, len(parts)):
-        package = sys.modules.get(".".join(parts[:i]))
-        if getattr(package, obj.__qualname__, None) is obj:
-            return f"{package.__name__}.{obj.__qualname__}"
-    return f"{obj.__module__}.{obj.__qualname__}"
-
-
-def _jsonable(v):
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return repr(v)
-
-
-def _format_params(params):
-    if not params:
-        return "-"
-    return ", ".join(f"{k}={v!r}" for k, v in params.items())
-
-
-def _human_list(entries):
-    width = 100
-    out = []
-    for kind, title in (("activation", "Activations"), ("loss", "Losses")):
-        group = [e for e in entries if e.kind == kind]
-        if not group:
-            continue
-        out.append(f"{title} ({len(group)})  -- use the string names in "
-                   + ("`activation=`" if kind == "activation" else "`compile(loss=...)`"))
-        rows = [(e.name, ", ".join(e.aliases) or "-", _format_params(e.parameters()))
-                for e in group]
-        out.append(format_table(("name", "aliases", "parameters (defaults)"), rows))
-        out.append("")
-        for e in group:
-            out.append(f"{e.name}  ({_public_path(e.obj)})")
-            for label, value in (
-                ("formula", e.formula), ("derivative", e.derivative),
-                ("range", e.output_range),
-                ("properties", "; ".join(e.properties)), ("uses", "; ".join(e.uses)),
-                ("pairings", "; ".join(e.pairings)),
-            ):
-                if not value:
-                    continue
-                out.append(textwrap.fill(value, width=width, initial_indent=f"  {label:<11} ",
-                                         subsequent_indent=" " * 14))
-            out.append("")
-    if not out:
-        return "(nothing registered)"
-    return "\n".join(out).rstrip()
-
+    return listing.run(args.names, kind=args.kind, as_json=args.json)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

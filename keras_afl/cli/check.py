@@ -7,8 +7,9 @@ For every function and dtype, at random points kept away from kinks:
   vector-Jacobian product with a random upstream gradient;
 * against central differences of the same function in float64
   (`tf.test.compute_gradient`, step 1e-6) at the same (dtype-rounded) points;
-* against autodiff of a plain reference formula in float64 (`REFERENCES`
-  below: written independently of keras_afl, differentiated by TensorFlow);
+* against autodiff of a plain reference formula in float64 (the activation
+  cases and `LOSS_REFERENCES` below: written independently of keras_afl,
+  differentiated by TensorFlow);
 * and whether values and gradients stay finite at extreme inputs in the dtype.
 
 The error is max |analytic - reference| / (1 + |reference|), element-wise; the

@@ -9,6 +9,8 @@ anything trains, and returns the normalised config (defaults filled in) that
 
 The schema is `SCHEMA` below (what `keras-afl train --help` prints; a string
 constant, not this docstring, so that the help survives `python -OO`).
+`loss_kind` says what a loss expects (its targets, its `y_pred`) for the rest
+of the app.
 """
 
 from __future__ import annotations
@@ -253,20 +255,32 @@ def _check_initializer(ck, value, key):
 
 # --------------------------------------------------------------------------- losses
 
-def loss_family(name):
-    """How a loss wants its targets: "binary", "onehot", "sparse" or "regression".
+def loss_kind(name, *, from_logits=False):
+    """What the loss `name` expects, guessed from its name: `(family, y_pred)`.
 
-    Read from the (canonical) name: keras_afl's names and Keras's both say what
-    they are ("sparse_categorical_...", "categorical_...", "binary_...", "focal", "hinge").
+    `family` is how it wants its targets: "binary", "onehot", "sparse" or
+    "regression". `y_pred` is "scores" for hinge losses and any loss given
+    `from_logits=True`, else "probabilities" (regression losses too: the app
+    reads `y_pred` for binary tasks only).
+
+    The app's one guess at a loss's purpose (config checks, target encoding,
+    metrics, plot axes all read it), made from the canonical name: keras_afl's
+    names and Keras's both say what they are ("sparse_categorical_...",
+    "categorical_...", "binary_...", "focal", "hinge"; CamelCase class names
+    too). The library's registry has no such description of a loss yet; when it
+    does, this function reads it instead.
     """
     n = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()  # CamelCase class names -> snake
     if "sparse" in n:
-        return "sparse"
-    if "categorical" in n or n.endswith("cce") or "kl_divergence" in n or n == "kld":
-        return "onehot"
-    if any(w in n for w in ("binary", "bce", "focal", "hinge")):
-        return "binary"
-    return "regression"
+        family = "sparse"
+    elif "categorical" in n or n.endswith("cce") or "kl_divergence" in n or n == "kld":
+        family = "onehot"
+    elif any(w in n for w in ("binary", "bce", "focal", "hinge")):
+        family = "binary"
+    else:
+        family = "regression"
+    y_pred = "scores" if ("hinge" in name.lower() or from_logits) else "probabilities"
+    return family, y_pred
 
 
 def _check_loss(ck, value, key):
@@ -327,28 +341,10 @@ def _check_loss(ck, value, key):
         except (ValueError, TypeError) as err:
             ck.fail(_join(key, "params"), f"invalid parameters for {name!r}: {err}")
 
-    family = loss_family(canonical)
-    outputs = "scores" if ("hinge" in canonical.lower() or params.get("from_logits")) else "probabilities"
+    family, outputs = loss_kind(canonical, from_logits=bool(params.get("from_logits")))
     label = name if not params else name + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
     return {"name": name, "params": dict(params), "label": label, "family": family,
             "outputs": outputs}
-
-
-def make_loss(spec):
-    """The loss object (or Keras's name) for a validated loss spec."""
-    import keras
-    import keras_afl
-
-    if not spec["params"]:
-        return spec["name"]
-    try:
-        return keras_afl.entry(spec["name"], "loss").obj(**spec["params"])
-    except ValueError:
-        return getattr(keras.losses, spec["name"])(**spec["params"])
-
-
-def make_optimizer(spec):
-    return optimizer_classes()[spec["name"].lower()](learning_rate=spec["learning_rate"])
 
 
 # --------------------------------------------------------------------------- sections

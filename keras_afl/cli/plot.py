@@ -64,14 +64,19 @@ def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
 def x_axis(entry):
     """What the x-axis of `entry`'s plot is: "input" (activations), "error" (regression
     losses), "score" (hinge, from_logits) or "probability" (other losses)."""
-    from keras_afl.cli.config import loss_family
-
     if entry.kind == "activation":
         return "input"
-    if loss_family(entry.name) == "regression":
+    family, y_pred = _loss_kind(entry)
+    if family == "regression":
         return "error"
-    scores = "hinge" in entry.name or getattr(entry.obj(), "from_logits", False)
-    return "score" if scores else "probability"
+    return "score" if y_pred == "scores" else "probability"
+
+
+def _loss_kind(entry):
+    """`keras_afl.cli.config.loss_kind` of a registry loss with its default settings."""
+    from keras_afl.cli.config import loss_kind
+
+    return loss_kind(entry.name, from_logits=bool(getattr(entry.obj(), "from_logits", False)))
 
 
 def loss_curves(entry, n=801, x_range=None):
@@ -83,9 +88,7 @@ def loss_curves(entry, n=801, x_range=None):
     """
     import tensorflow as tf
 
-    from keras_afl.cli.config import loss_family
-
-    family = loss_family(entry.name)
+    family, _ = _loss_kind(entry)
     loss = entry.obj()
     axis = x_axis(entry)
     scores = axis == "score"

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from keras_afl.cli import config
+from keras_afl.cli import build, config
 from keras_afl.cli import data as cli_data
 from keras_afl.cli.common import (ConfigError, format_table, output_folder, pyplot, require,
                                   versions)
@@ -67,9 +67,9 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
               f"batch {tr['batch_size']}, {tr['optimizer']['name']} "
               f"lr={tr['optimizer']['learning_rate']:g}")
         keras.utils.set_random_seed(cfg["seed"])  # same data order and initial weights per loss
-        model = build_model(cfg["model"]["layers"], data, spec, name=_slug(cfg["name"]))
-        model.compile(optimizer=config.make_optimizer(tr["optimizer"]),
-                      loss=config.make_loss(spec),
+        model = build.build_model(cfg["model"]["layers"], data, spec, name=_slug(cfg["name"]))
+        model.compile(optimizer=build.make_optimizer(tr["optimizer"]),
+                      loss=build.make_loss(spec),
                       metrics=["mae"] if data.task == "regression" else None)
         diagnostics, callbacks = _diagnostics(cfg, model, data)
         y_train = cli_data.encode(data, data.y_train, spec["family"])
@@ -183,9 +183,9 @@ def check_lint(cfg, data, file):
             keras.backend.clear_session()  # layer names as in the run (dense, dense_1, ...)
             with warnings.catch_warnings():  # Keras warns about a one-unit softmax too
                 warnings.simplefilter("ignore")
-                model = build_model(cfg["model"]["layers"], data, spec)
+                model = build.build_model(cfg["model"]["layers"], data, spec)
             config_key = {layer.name: f"model.layers[{i}]" for i, layer in enumerate(model.layers)}
-            for f in keras_afl.lint(model, loss=config.make_loss(spec)).errors:
+            for f in keras_afl.lint(model, loss=build.make_loss(spec)).errors:
                 where = f.where
                 for name, key in config_key.items():
                     if f"'{name}'" in where:
@@ -202,46 +202,6 @@ def check_lint(cfg, data, file):
                           f"keras_afl.lint finds {n} error{'s' * (n != 1)} in the model this "
                           "config builds; nothing was trained. Fix the config:\n"
                           + "\n".join(errors))
-
-
-def build_model(layers, data, spec, name="model"):
-    """A keras.Sequential from validated layer specs (`units: output` resolved)."""
-    import keras
-
-    import keras_afl
-
-    out_units = cli_data.output_units(data, spec["family"])
-    model = keras.Sequential(name=name)
-    model.add(keras.Input((data.n_features,)))
-    for s in layers:
-        kind = s["type"]
-        if kind == "dense":
-            kw = {}
-            if "kernel_initializer" in s:
-                kw["kernel_initializer"] = s["kernel_initializer"]
-            if "use_bias" in s:
-                kw["use_bias"] = s["use_bias"]
-            units = out_units if s["units"] == "output" else s["units"]
-            model.add(keras.layers.Dense(units, activation=s["activation"], **kw))
-        elif kind == "activation":
-            model.add(keras.layers.Activation(s["activation"]))
-        elif kind == "dropout":
-            model.add(keras.layers.Dropout(s["rate"]))
-        elif kind == "alpha_dropout":
-            model.add(keras.layers.AlphaDropout(s["rate"]))
-        elif kind == "batch_normalization":
-            model.add(keras.layers.BatchNormalization())
-        elif kind == "prelu":
-            model.add(keras_afl.layers.PReLU())
-        elif kind == "leaky_relu":
-            model.add(keras_afl.layers.LeakyReLU(negative_slope=s["negative_slope"]))
-        elif kind == "elu":
-            model.add(keras_afl.layers.ELU(alpha=s["alpha"]))
-        else:
-            cls = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "selu": "SELU",
-                   "softmax": "Softmax"}[kind]
-            model.add(getattr(keras_afl.layers, cls)())
-    return model
 
 
 def plot_runs(runs, path, *, title=""):
