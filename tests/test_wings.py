@@ -1,0 +1,138 @@
+"""The three wings: the library never uses the app (keras_afl.cli) or the harness
+(keras_afl.bench); the app uses the library's public names only."""
+
+import ast
+import glob
+import json
+import os
+
+from tests._checks import REPO, run_python
+
+PACKAGE = os.path.join(REPO, "keras_afl")
+WINGS = ("keras_afl.cli", "keras_afl.bench")  # a module or a package, either way
+
+
+def in_wing(module):
+    return any(module == w or module.startswith(w + ".") for w in WINGS)
+
+
+def imported_modules(tree):
+    """Every module an `import` or `from ... import` of the tree names (with `from keras_afl
+    import x`, both keras_afl and keras_afl.x, since x may be a module)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module)
+            out += [f"{node.module}.{a.name}" for a in node.names]
+    return out
+
+
+def library_files():
+    """keras_afl's own modules: everything but the two wings and `__main__` (which runs the app)."""
+    files = []
+    for path in glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True):
+        rel = os.path.relpath(path, PACKAGE).replace(os.sep, "/")
+        if rel.split("/")[0] in ("cli", "bench", "bench.py", "__main__.py"):
+            continue
+        files.append(path)
+    return files
+
+
+def test_importing_the_library_loads_neither_the_app_nor_the_harness():
+    """In a fresh process: import keras_afl, then use it (a model with string names compiled
+    with a keras_afl loss, get(), lint) -- no keras_afl.cli* or keras_afl.bench* module loads."""
+    out = run_python(
+        "import json, sys\n"
+        "import keras, keras_afl\n"
+        "model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation='afl_elu'),\n"
+        "                          keras.layers.Dense(1), keras_afl.layers.Sigmoid()])\n"
+        "model.compile('adam', loss='focal')\n"
+        "keras_afl.get('focal'); str(keras_afl.lint(model)); keras_afl.entries()\n"
+        "print('MODULES' + json.dumps(sorted(m for m in sys.modules if m.startswith('keras_afl'))))\n",
+        timeout=300)
+    loaded = json.loads(out.split("MODULES", 1)[1])
+    assert "keras_afl.layers" in loaded and "keras_afl.diagnostics" in loaded  # it did import
+    assert [m for m in loaded if in_wing(m)] == []
+
+
+def test_library_source_never_imports_the_app_or_the_harness():
+    """Statically too: an import inside a function would escape the fresh-process test."""
+    files = library_files()
+    assert any(f.endswith(os.path.join("keras_afl", "registry.py")) for f in files)
+    found = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        found += [f"{os.path.relpath(path, REPO)}: {m}" for m in imported_modules(tree)
+                  if in_wing(m)]
+    assert found == []
+
+
+def _private_uses(tree):
+    """Names of the library reached through an underscore: `keras_afl._x` modules,
+    `from keras_afl.y import _z`, and `alias._z` on an alias of a library module.
+    The app's own modules (keras_afl.cli.*) are its business."""
+    aliases, found = {}, []
+
+    def private(path):
+        return any(part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+                   for part in path.split(".")[1:])
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "keras_afl":
+                    if a.asname:  # import keras_afl.x as y: y is keras_afl.x
+                        aliases[a.asname] = a.name
+                    else:  # import keras_afl.x: binds keras_afl
+                        aliases["keras_afl"] = "keras_afl"
+                    if private(a.name):
+                        found.append(a.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.split(".")[0] == "keras_afl":
+            for a in node.names:
+                path = f"{node.module}.{a.name}"
+                if node.module.startswith("keras_afl.cli"):
+                    continue
+                if private(path):
+                    found.append(path)
+                aliases[a.asname or a.name] = path
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, inner = [node.attr], node.value
+            while isinstance(inner, ast.Attribute):
+                chain.insert(0, inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name) and inner.id in aliases:
+                path = ".".join([aliases[inner.id], *chain])
+                if not path.startswith("keras_afl.cli") and private(path):
+                    found.append(path)
+    return found
+
+
+def test_the_app_uses_only_public_names_of_the_library():
+    files = sorted(glob.glob(os.path.join(PACKAGE, "cli", "*.py")))
+    names = {os.path.basename(f) for f in files}
+    assert {"__init__.py", "config.py", "train.py", "lint.py", "listing.py", "bench.py"} <= names
+    found = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        found += [f"{os.path.basename(path)}: {p}" for p in _private_uses(tree)]
+    assert found == []
+
+
+def test_private_use_finder_sees_every_form():
+    """The checker above finds each way of reaching a private name (so that its pass means
+    something)."""
+    code = ("import keras_afl\nimport keras_afl._grad_utils\n"
+            "from keras_afl.losses import _core\nfrom keras_afl.diagnostics._rules import lint\n"
+            "from keras_afl import losses as L\nfrom keras_afl.cli import common\n"
+            "keras_afl.losses._core.x\nL._core\nkeras_afl.__version__\ncommon._why\n")
+    assert set(_private_uses(ast.parse(code))) == {
+        "keras_afl._grad_utils", "keras_afl.losses._core", "keras_afl.diagnostics._rules.lint",
+        "keras_afl.losses._core.x"}
+    assert _private_uses(ast.parse("from keras_afl import losses as L\nL._core\n")) == [
+        "keras_afl.losses._core"]
