@@ -644,8 +644,9 @@ def test_check_fails_with_exit_1_when_a_function_fails(monkeypatch, capsys):
 
 # --------------------------------------------------------------------------- entry points
 
-def test_python_m_keras_afl_help():
-    proc = subprocess.run([sys.executable, "-m", "keras_afl", "--help"], capture_output=True,
+@pytest.mark.parametrize("module", ["keras_afl", "keras_afl.cli"])
+def test_python_m_keras_afl_help(module):
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                           text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr

@@ -259,6 +259,3 @@ def _cmd_list(args):
     from keras_afl.cli import listing
 
     return listing.run(args.names, kind=args.kind, as_json=args.json)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,10 +1,11 @@
 """`keras-afl train CONFIG.yaml`: an experiment from a config file, without writing Python.
 
-Order of work: read and validate the whole config (`keras_afl.cli.config`), load and
-split the data, check that the model's output and the losses fit the task and
-that `keras_afl.lint` finds no error in the model -- all before anything
-trains -- then, per loss, seed, build, compile, fit with
-Keras's progress bar, evaluate on the held-out split and save the model.
+Order of work: read and validate the whole config (`keras_afl.cli.config`),
+load and split the data (`keras_afl.cli.data`), check that the model's output
+and the losses fit the task and that `keras_afl.lint` finds no error in the
+model -- all before anything trains -- then, per loss, seed, build
+(`keras_afl.cli.build`), compile, fit with Keras's progress bar, evaluate on
+the held-out split and save the model.
 Writes `summary.json` (config, data, metrics, history, timings, versions) and
 `training_curves.png` into the output folder.
 """
