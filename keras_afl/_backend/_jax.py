@@ -1,0 +1,70 @@
+"""JAX: `jax.custom_vjp`, and the array operations the formulas use, as `jax.numpy`/`jax.nn`.
+
+The residuals are the inputs and the output; under a second differentiation JAX differentiates
+`forward` and `backward` themselves, so reverse-over-reverse Hessian-vector products are exact.
+(`jax.custom_vjp` functions have no forward-mode derivative: `jax.jvp`/`jax.hessian` of
+`jacfwd` form raise; use `jax.grad` of `jax.grad`, or `jax.jacrev(jax.jacrev(f))`.)
+"""
+
+import jax
+import jax.numpy as jnp
+
+name = "jax"
+
+
+def custom_derivative(forward, backward):
+    @jax.custom_vjp
+    def f(*xs):
+        return forward(*xs)[0]
+
+    def f_fwd(*xs):
+        y, saved = forward(*xs)
+        return y, (xs, y, saved)
+
+    def f_bwd(residuals, g):
+        xs, y, saved = residuals
+        grads = tuple(backward(xs, y, saved, g))
+        # custom_vjp needs a cotangent for every input: zeros where there is no gradient.
+        return tuple(jnp.zeros_like(x) if d is None else d for x, d in zip(xs, grads))
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
+
+
+class ops:
+    """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
+
+    where = staticmethod(jnp.where)
+    exp = staticmethod(jnp.exp)
+    expm1 = staticmethod(jnp.expm1)
+    log = staticmethod(jnp.log)
+    log1p = staticmethod(jnp.log1p)
+    abs = staticmethod(jnp.abs)
+    minimum = staticmethod(jnp.minimum)
+    maximum = staticmethod(jnp.maximum)
+    tanh = staticmethod(jnp.tanh)
+    sigmoid = staticmethod(jax.nn.sigmoid)
+    softplus = staticmethod(jax.nn.softplus)
+    relu = staticmethod(jax.nn.relu)
+    zeros_like = staticmethod(jnp.zeros_like)
+
+    @staticmethod
+    def sum(x, axis=None, keepdims=False):
+        return jnp.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, axis=None, keepdims=False):
+        return jnp.max(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def softmax(x, axis=-1):
+        return jax.nn.softmax(x, axis=axis)
+
+    @staticmethod
+    def scalar(value, like):
+        """`value` as a 0-d array of `like`'s dtype (no promotion of float16/float64)."""
+        return jnp.asarray(value, dtype=like.dtype)
+
+    @staticmethod
+    def dtype_name(x):
+        return jnp.dtype(x.dtype).name
