@@ -46,7 +46,17 @@ from keras_afl.registry import entries, entry, get, names, use_as_builtins  # no
 from keras_afl import callbacks, diagnostics  # noqa: E402
 from keras_afl.diagnostics import lint  # noqa: E402
 
-__version__ = "0.1.0"
+def _version():
+    # One place for the version: pyproject.toml, read back from the installed metadata.
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras-afl")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 registry.install()
 
