@@ -1,6 +1,8 @@
 """keras_afl.losses: values, analytic gradients, Keras semantics, names, reload, errors."""
 
 import functools
+import inspect
+import itertools
 import json
 
 import keras
@@ -816,6 +818,143 @@ class TestKerasGrid:
 
 
 # ---------------------------------------------------------------------------
+# Keras's arguments and inputs: every argument of the Keras counterpart, with Keras's meaning.
+
+_SPARSE_SMOOTHING = ("integer labels have nothing to smooth (Keras's SparseCategoricalCrossentropy "
+                     "has no label_smoothing either); the Keras counterpart is its categorical "
+                     "focal loss on one-hot labels")
+# (keras_afl name, argument of the Keras counterpart it lacks) -> why. Positional order is
+# not compared: ours keeps its own (e.g. FocalLoss(gamma, alpha, ...)); Keras's arguments
+# added later are keyword-only in the classes.
+MISSING_KERAS_ARGUMENTS = {
+    ("sparse_categorical_focal", "label_smoothing"): _SPARSE_SMOOTHING,
+    ("SparseCategoricalFocalLoss", "label_smoothing"): _SPARSE_SMOOTHING,
+}
+
+
+def _loss_counterparts():
+    from tests.test_readme import COUNTERPARTS  # the one table of Keras counterparts
+
+    return {ours: theirs for ours, theirs in COUNTERPARTS.items()
+            if ours.__module__.startswith("keras_afl.losses")}
+
+
+def _binary_cases(axis):
+    """(ours, Keras's, y_pred kind) for the binary losses' `axis` and `apply_class_balancing`."""
+    f64 = {"dtype": "float64", "reduction": None}
+    return [
+        (L.BinaryCrossentropy(axis=axis, **f64), keras.losses.BinaryCrossentropy(axis=axis, **f64),
+         "p"),
+        (L.BinaryCrossentropy(from_logits=True, label_smoothing=0.1, axis=axis, **f64),
+         keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1, axis=axis, **f64),
+         "z"),
+        (L.FocalLoss(gamma=1.5, apply_class_balancing=False, axis=axis, **f64),
+         keras.losses.BinaryFocalCrossentropy(gamma=1.5, axis=axis, **f64), "p"),
+        (L.FocalLoss(alpha=0.3, from_logits=True, apply_class_balancing=True, axis=axis, **f64),
+         keras.losses.BinaryFocalCrossentropy(alpha=0.3, from_logits=True, apply_class_balancing=True,
+                                              axis=axis, **f64), "z"),
+        (functools.partial(L.binary_crossentropy, axis=axis),
+         functools.partial(keras.losses.binary_crossentropy, axis=axis), "p"),
+        (functools.partial(L.focal, gamma=0.5, apply_class_balancing=False, axis=axis),
+         functools.partial(keras.losses.binary_focal_crossentropy, gamma=0.5, axis=axis), "p"),
+    ]
+
+
+class TestKerasArguments:
+    def test_every_argument_of_the_keras_counterpart_is_accepted(self):
+        missing = set()
+        for ours, theirs in _loss_counterparts().items():
+            mine = inspect.signature(ours).parameters
+            missing |= {(ours.__name__, p) for p in inspect.signature(theirs).parameters
+                        if p not in mine}
+        # Equality: a Keras argument missing and undocumented fails, and so does a stale entry.
+        assert missing == set(MISSING_KERAS_ARGUMENTS)
+
+    @pytest.mark.parametrize("axis", [-1, 1, 0])
+    def test_binary_axis_and_class_balancing_mean_what_they_mean_in_keras_grad(self, axis):
+        r = _rng(40)
+        y = tf.constant((r.uniform(size=(2, 3, 4)) < 0.5).astype("float64"))
+        z = tf.constant(r.normal(size=(2, 3, 4)))
+        inputs = {"z": z, "p": tf.sigmoid(z) * 1.0}  # a product: no logits to recover
+        for ours, theirs, kind in _binary_cases(axis):
+            got, (g,) = grads(lambda v: ours(y, v), inputs[kind])
+            want, (g_ref,) = grads(lambda v: theirs(y, v), inputs[kind])
+            assert got.shape == want.shape, (ours, axis)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, err_msg=str(ours))
+            np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-12,
+                                       err_msg=str(ours))
+
+    def test_new_arguments_are_checked_and_saved_only_when_set(self):
+        for make in (L.BinaryCrossentropy, L.FocalLoss, L.binary_crossentropy):
+            with pytest.raises(TypeError, match="`axis` must be a single int"):
+                make(axis=(1, 2)) if isinstance(make, type) else make([[1.0]], [[0.5]], axis=(0, 1))
+        with pytest.raises(TypeError, match="apply_class_balancing"):
+            L.FocalLoss(apply_class_balancing="yes")
+        # Default settings: the config (so the saved file) is what it was before.
+        assert "axis" not in L.BinaryCrossentropy().get_config()
+        assert not {"axis", "apply_class_balancing"} & set(L.FocalLoss().get_config())
+        loss = L.FocalLoss.from_config(L.FocalLoss(apply_class_balancing=False, axis=1).get_config())
+        assert (loss.apply_class_balancing, loss.axis) == (False, 1)
+
+    @pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8"])
+    def test_integer_predictions_in_regression_losses_as_keras(self, dtype):
+        y_true = tf.constant([[1.0, 2.5], [3.0, 4.0]])  # 2.5: cast to the integer dtype, as Keras
+        y_pred = tf.constant(np.array([[2, 2], [3, 7]], dtype))
+        got = L.mean_squared_error(y_true, y_pred)
+        want = keras.losses.mean_squared_error(y_true, y_pred)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-7)
+        assert float(L.MeanSquaredError()(y_true, y_pred)) == pytest.approx(
+            float(keras.losses.MeanSquaredError()(y_true, y_pred)), rel=1e-7)
+        # Huber in floating point (Keras's integer arithmetic rounds its 0.5 and delta to ints).
+        got = L.huber(y_true, y_pred, delta=1.5)
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got.numpy(), np_huber(np.array([[1, 2], [3, 4]]),
+                                                         np.array([[2, 2], [3, 7]]), 1.5), rtol=1e-6)
+
+    def test_integer_predictions_do_not_wrap_around(self):
+        # Keras squares an int8 error of 12 in int8 (144 wraps to -112); here 144 (by hand).
+        assert float(L.mean_squared_error([[0]], np.array([[12]], np.int8))[0]) == 144.0
+
+    def test_probabilities_at_0_and_1_give_keras_float32_values(self):
+        assert float(L.BinaryCrossentropy()([[1, 0], [1, 0]], [[1, 1], [1, 0]])) == float(
+            keras.losses.BinaryCrossentropy()([[1, 0], [1, 0]], [[1, 1], [1, 0]]))
+        assert float(L.BinaryCrossentropy()([[1, 0], [1, 0]], [[1, 1], [1, 0]])) == pytest.approx(
+            3.98559, abs=1e-5)  # the issue's value: (-log(2**-23) + ~0) / 4
+        pairs = np.array(list(itertools.product([0.0, 1.0], repeat=2)), "float32")
+        y, p = np.repeat(pairs, 4, 0), np.tile(pairs, (4, 1))  # every 0/1 label x 0/1 prediction
+        y3 = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1, 2]]
+        p3 = np.array([[1, 0, 0]] * 3 + [[0, 1, 0]] * 3 + [[1, 1, 0]] * 3, "float32")
+        cases = {
+            "bce": (L.binary_crossentropy(y, p), keras.losses.binary_crossentropy(y, p)),
+            "bce smoothed": (L.binary_crossentropy(y, p, label_smoothing=0.1),
+                             keras.losses.binary_crossentropy(y, p, label_smoothing=0.1)),
+            "focal balanced": (L.focal(y, p),
+                               keras.losses.binary_focal_crossentropy(y, p, apply_class_balancing=True)),
+            "focal gamma 0.5": (L.focal(y, p, gamma=0.5, apply_class_balancing=False),
+                                keras.losses.binary_focal_crossentropy(y, p, gamma=0.5)),
+            "cce": (L.categorical_crossentropy(y3, p3), keras.losses.categorical_crossentropy(y3, p3)),
+            "categorical focal": (L.categorical_focal(y3, p3, alpha=0.25),
+                                  keras.losses.categorical_focal_crossentropy(y3, p3)),
+        }
+        for name, (got, want) in cases.items():
+            assert got.dtype == want.dtype == tf.float32
+            # Focal: Keras's focal factor takes the unclipped p (exactly 0 where p_t = 1; here
+            # (2**-23)**gamma times a loss of 2**-23): a few ulp of float32, or below 1e-9.
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-9, err_msg=name)
+
+    def test_gradient_at_probability_0_and_1_stays_live_in_float32_grad(self):
+        # Straight-through clip: the gradient at the boundary, with Keras's complement 2**-23
+        # (1 - float32(1 - 1e-7)) for p = 1; Keras's own gradient there is 0.
+        p, y = tf.constant([[1.0, 0.0]]), tf.constant([[0.0, 1.0]])
+        for fn in (L.binary_crossentropy, functools.partial(L.focal, gamma=0.0, alpha=None)):
+            _, (g,) = grads(lambda v: fn(y, v), p)
+            np.testing.assert_allclose(g.numpy(), [[2.0**23 / 2, -1 / np.float32(EPS) / 2]], rtol=1e-6)
+        _, (g_keras,) = grads(lambda v: keras.losses.binary_crossentropy(y, v), p)
+        assert not np.any(g_keras.numpy())
+
+
+# ---------------------------------------------------------------------------
 # Names, compile(), use_as_builtins, configs.
 
 LOSS_CLASSES = [L.MeanSquaredError, L.BinaryCrossentropy, L.CategoricalCrossentropy,
@@ -825,10 +964,11 @@ LOSS_CLASSES = [L.MeanSquaredError, L.BinaryCrossentropy, L.CategoricalCrossentr
 # Non-default settings for every class (the reload test uses them too).
 NON_DEFAULT = {
     "MeanSquaredError": {"reduction": "sum"},
-    "BinaryCrossentropy": {"from_logits": True, "label_smoothing": 0.1, "pos_weight": [2.0, 0.5]},
+    "BinaryCrossentropy": {"from_logits": True, "label_smoothing": 0.1, "pos_weight": [2.0, 0.5],
+                           "axis": 1},
     "CategoricalCrossentropy": {"from_logits": True, "label_smoothing": 0.2},
     "SparseCategoricalCrossentropy": {"from_logits": True, "ignore_class": 1},
-    "FocalLoss": {"gamma": 3.0, "alpha": 0.4},
+    "FocalLoss": {"gamma": 3.0, "alpha": 0.4, "apply_class_balancing": False, "axis": 1},
     "CategoricalFocalLoss": {"gamma": 1.5, "alpha": [0.2, 0.8], "label_smoothing": 0.1},
     "SparseCategoricalFocalLoss": {"gamma": 0.5, "alpha": [0.3, 0.7], "from_logits": True},
     "Huber": {"delta": 2.0},
@@ -998,8 +1138,12 @@ class TestBadInput:
         np.testing.assert_allclose(loss.numpy(), [0.0, np.log(3)], rtol=1e-6)
 
     def test_non_float_prediction_raises_type_error(self):
+        # Integer predictions only for the regression losses, as Keras (TestKerasArguments);
+        # booleans nowhere (Keras fails on them too).
         with pytest.raises(TypeError, match="`y_pred` must have a floating-point dtype"):
-            L.mean_squared_error([[1.0]], np.array([[1]], np.int32))
+            L.binary_crossentropy([[1.0]], np.array([[1]], np.int32))
+        with pytest.raises(TypeError, match="`y_pred` must have a floating-point dtype"):
+            L.mean_squared_error([[1.0]], np.array([[True]]))
 
 
 # ---------------------------------------------------------------------------

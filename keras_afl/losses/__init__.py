@@ -46,8 +46,11 @@ activation. The `Loss` classes carry the logits across their cast of
 `y_pred` to the loss dtype, so the shortcut survives mixed precision.
 
 Probabilities are clipped to [eps, 1 - eps] like Keras, eps =
-`keras.config.epsilon()` (1e-7); the complement 1 - p is clipped in the same
-way (so float16 inputs stay finite). Gradient convention at the clip: the
+`keras.config.epsilon()` (1e-7), and the complement is 1 minus the clipped
+probability, as Keras computes it: the same values as Keras's losses. (1 - eps
+rounds in float32, so at p = 1 the complement is 1.19e-7, not eps.) float16
+and bfloat16 inputs are computed in float32, so they stay finite where Keras's
+float16 loss is inf. Gradient convention at the clip: the
 gradient is the derivative of the loss evaluated at the clipped probability
 (a straight-through clip). Inside (eps, 1 - eps) that is the exact gradient;
 outside it is the gradient at the boundary, finite (at most about 1/eps in

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._logits import _carried_logits
 
 _register = keras.saving.register_keras_serializable(package="keras_afl")
@@ -193,6 +193,22 @@ def _class_axis_last(x, axis):
         raise ValueError(f"`axis`={axis} needs a known rank; received a tensor of unknown rank.")
     perm = [i for i in range(rank) if i != axis] + [axis]
     return tf.transpose(x, perm)
+
+
+def _check_axis(axis):
+    """An int `axis` (Keras's argument: the axis a loss reduces); a TypeError otherwise."""
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(
+            f"`axis` must be a single int, the axis the loss averages over; received {axis!r}. "
+            "Reshape y_true and y_pred so that those axes are one."
+        )
+    return normalize_axis(axis, None)
+
+
+def _reduced_axis_last(y, x, axis):
+    """Labels y and predictions x with `axis` (the axis the loss averages over) moved last."""
+    axis = normalize_axis(_check_axis(axis), x.shape.rank)
+    return _class_axis_last(y, axis), _class_axis_last(x, axis)
 
 
 def _per_class(values, x, name, fn_name):

@@ -10,7 +10,8 @@ import tensorflow as tf
 from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl.activations import _attach_logits
 from keras_afl.losses._core import (
-    _HALF, _check_bool, _check_ignore_class, _check_weights, _float32_result, _register,
+    _HALF, _check_axis, _check_bool, _check_ignore_class, _check_weights, _float32_result,
+    _register,
 )
 from keras_afl.losses._logits import _carried_logits
 from keras_afl.losses.binary import _LABEL_FORMATS, binary_crossentropy, focal, hinge
@@ -41,6 +42,9 @@ class _Loss(keras.losses.Loss):
 
     _fn = None
     _logits_op = None  # "Sigmoid" / "Softmax" for the cross-entropies
+    # Settings added after 0.1.0 (Keras's arguments), saved only when not at their default:
+    # files with default settings stay as they were, readable by earlier versions.
+    _unsaved_defaults = {}
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -117,7 +121,8 @@ class _Loss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config["dtype"] = None if self._given_dtype is None else self._dtype_policy.name
-        config.update(self._settings())
+        config.update({k: v for k, v in self._settings().items()
+                       if k not in self._unsaved_defaults or v != self._unsaved_defaults[k]})
         return config
 
     @classmethod
@@ -224,6 +229,7 @@ class BinaryCrossentropy(_Loss):
         label_smoothing: In [0, 1].
         pos_weight: None, a number >= 0, or one per output (as PyTorch's `BCEWithLogitsLoss`).
         reduction, name, dtype: As `keras.losses.Loss`.
+        axis: The axis to average over (an int), as Keras's `axis`; keyword only.
 
     Example:
     >>> import keras_afl
@@ -234,17 +240,20 @@ class BinaryCrossentropy(_Loss):
 
     _fn = staticmethod(binary_crossentropy)
     _logits_op = "Sigmoid"
+    _unsaved_defaults = {"axis": -1}
 
     def __init__(self, from_logits=False, label_smoothing=0.0, pos_weight=None,
-                 reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
+                 reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None, *,
+                 axis=-1):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.pos_weight = _check_weights(pos_weight, "pos_weight")
+        self.axis = _check_axis(axis)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
-                "pos_weight": _tuple_or_value(self.pos_weight)}
+                "pos_weight": _tuple_or_value(self.pos_weight), "axis": self.axis}
 
 
 @_register
@@ -252,8 +261,8 @@ class FocalLoss(_Loss):
     """Binary (multi-label) focal loss. See `keras_afl.losses.focal`.
 
     `alpha` weights the positives (alpha for y = 1, 1 - alpha for y = 0) and is
-    always applied unless None; Keras's `BinaryFocalCrossentropy` applies it
-    only with `apply_class_balancing=True`.
+    applied unless None or `apply_class_balancing=False`; Keras's
+    `BinaryFocalCrossentropy` has the same argument but defaults to False.
 
     Args:
         gamma: Focusing parameter, >= 0.
@@ -261,6 +270,8 @@ class FocalLoss(_Loss):
         from_logits: Whether `y_pred` holds logits.
         label_smoothing: In [0, 1].
         reduction, name, dtype: As `keras.losses.Loss`.
+        apply_class_balancing: Whether `alpha` is applied (default True); keyword only.
+        axis: The axis to average over (an int), as Keras's `axis`; keyword only.
 
     Example:
     >>> import keras_afl
@@ -271,18 +282,23 @@ class FocalLoss(_Loss):
 
     _fn = staticmethod(focal)
     _logits_op = "Sigmoid"
+    _unsaved_defaults = {"apply_class_balancing": True, "axis": -1}
 
     def __init__(self, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
-                 reduction="sum_over_batch_size", name="focal", dtype=None):
+                 reduction="sum_over_batch_size", name="focal", dtype=None, *,
+                 apply_class_balancing=True, axis=-1):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.apply_class_balancing = _check_bool(apply_class_balancing, "apply_class_balancing")
+        self.axis = _check_axis(axis)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": self.alpha, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+                "label_smoothing": self.label_smoothing,
+                "apply_class_balancing": self.apply_class_balancing, "axis": self.axis}
 
 
 @_register

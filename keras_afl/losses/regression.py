@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._core import (
     _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register, _work,
 )
+
+
+def _regression_inputs(y_true, y_pred):
+    """(y_true, y_pred as a float tensor); an integer y_pred taken as Keras takes it.
+
+    Keras's regression losses accept integer predictions: the labels are cast to
+    y_pred's dtype (so float labels are truncated, as there) and the result has
+    Keras's dtype, result_type(y_pred.dtype, "float32") = float32. The arithmetic
+    is floating point here (Keras squares in the integer dtype, where errors of
+    12 or more wrap around in int8). Booleans are refused, as by Keras.
+    """
+    dtype = getattr(y_pred, "dtype", None)
+    try:
+        integer = dtype is not None and tf.as_dtype(dtype).is_integer
+    except TypeError:
+        integer = False
+    if not integer:
+        return y_true, as_float_tensor(y_pred, "y_pred")
+    y_pred = tf.convert_to_tensor(y_pred)
+    out = tf.as_dtype(keras.backend.result_type(y_pred.dtype.name, "float32"))
+    labels = tf.convert_to_tensor(y_true)
+    if labels.dtype.is_floating or labels.dtype.is_integer:
+        y_true = tf.cast(tf.cast(labels, y_pred.dtype), out)
+    return y_true, tf.cast(y_pred, out)
 
 
 @_register
@@ -25,7 +50,8 @@ def mean_squared_error(y_true, y_pred):
 
     Args:
         y_true: Targets, same shape as `y_pred` (a trailing axis of size 1 may differ).
-        y_pred: Predictions, floating point.
+        y_pred: Predictions, floating point, or integer as Keras takes them (the
+            labels cast to that integer dtype first; a float32 result).
 
     Returns:
         Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
@@ -36,8 +62,7 @@ def mean_squared_error(y_true, y_pred):
     >>> print(round(float(loss[0]), 4))
     0.5
     """
-    y_pred = as_float_tensor(y_pred, "y_pred")
-    y_true, y_pred = _dense_pair(y_true, y_pred, "mean_squared_error")
+    y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "mean_squared_error")
     y_pred, dtype = _work(y_pred)
     return _done(_custom_loss(_mse, (), y_pred, y_true), dtype)
 
@@ -70,7 +95,8 @@ def huber(y_true, y_pred, delta=1.0):
 
     Args:
         y_true: Targets, same shape as `y_pred`.
-        y_pred: Predictions, floating point.
+        y_pred: Predictions, floating point or integer (computed in float32, where
+            Keras's integer arithmetic rounds 0.5 and `delta` to integers).
         delta: Where the loss turns from quadratic to linear; a finite number > 0.
 
     Returns:
@@ -86,8 +112,7 @@ def huber(y_true, y_pred, delta=1.0):
         Huber, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 1964.
     """
     delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
-    y_pred = as_float_tensor(y_pred, "y_pred")
-    y_true, y_pred = _dense_pair(y_true, y_pred, "huber")
+    y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "huber")
     y_pred, dtype = _work(y_pred)
     return _done(_custom_loss(_huber, (delta,), y_pred, y_true), dtype)
 
