@@ -11,7 +11,7 @@ from keras_afl.losses._core import (
     _compute_dtype, _custom_loss, _done, _focal_factor, _is_last, _num_classes, _per_class,
     _register, _select, _work,
 )
-from keras_afl.losses.categorical import _softmax_stats
+from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 
 
 def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
@@ -162,25 +162,21 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 
 
 def _scce_logits(settings, z, t, factor):
-    ce, bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
-    loss = factor * ce
-
-    def grad(g):
-        return (g * factor)[:, None] * bp
-
-    return loss, grad
+    loss, saved = _scce_logits_forward(settings, z, t, factor)
+    return loss, lambda g: _scce_logits_backward(settings, g, saved, z, t, factor)
 
 
 def _sparse_ce_and_stats(z, t):
-    """TF's sparse kernel's loss, log(sum(exp(z - m))) - (z_t - m), and the saved (m, l)."""
+    """-log_softmax(z)_t = l - (z_t - m) and the saved (m, l), from `_softmax_stats`: accurate
+    for a confidently right sample, where TF's sparse kernel rounds the loss to 0."""
     zm, (m, l) = _softmax_stats(z)
     return l[:, 0] - tf.gather(zm, t, batch_dims=1), (m, l)
 
 
 def _sparse_backprop(saved, z, t):
-    """softmax(z) - onehot(t) from the saved statistics (the sparse kernel's backprop)."""
+    """softmax(z) - onehot(t) from the saved statistics, accurate where softmax ~ 1."""
     m, l = saved[:2]
-    return tf.exp((z - m) - l) - tf.one_hot(t, _num_classes(z), dtype=z.dtype)
+    return _softmax_times_minus(z - m, l, 1.0, tf.one_hot(t, _num_classes(z), dtype=z.dtype))
 
 
 def _scce_logits_forward(settings, z, t, factor):
@@ -249,12 +245,13 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
     return _sparse_finish(loss, batch, valid, dtype)
 
 
-def _sfocal_logits(settings, z, t, factor, a_t=None, ce_bp=None):
+def _sfocal_logits(settings, z, t, factor, a_t=None, saved=None):
     (gamma,) = settings
     wt0 = factor if a_t is None else factor * a_t
-    if ce_bp is None:
-        ce_bp = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=z, labels=t)
-    ce, bp = ce_bp
+    if saved is None:
+        ce, stats = _sparse_ce_and_stats(z, t)
+        saved = (*stats, ce)
+    ce = saved[2]
     if gamma == 0.0:
         wt = wt0
     else:
@@ -270,19 +267,19 @@ def _sfocal_logits(settings, z, t, factor, a_t=None, ce_bp=None):
             pos = om > 0.0
             h = tf.where(pos, ce / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
             w = wt * (1.0 + gamma * p_t * h)
-        return (g * w)[:, None] * bp
+        return (g * w)[:, None] * _sparse_backprop(saved, z, t)
 
     return loss, grad
 
 
 def _sfocal_logits_forward(settings, z, t, factor, a_t=None):
-    ce, saved = _sparse_ce_and_stats(z, t)
-    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=(ce, None))[0], (*saved, ce)
+    ce, stats = _sparse_ce_and_stats(z, t)
+    saved = (*stats, ce)
+    return _sfocal_logits(settings, z, t, factor, a_t, saved)[0], saved
 
 
 def _sfocal_logits_backward(settings, g, saved, z, t, factor, a_t=None):
-    ce_bp = (saved[2], _sparse_backprop(saved, z, t))
-    return _sfocal_logits(settings, z, t, factor, a_t, ce_bp=ce_bp)[1](g)
+    return _sfocal_logits(settings, z, t, factor, a_t, saved)[1](g)
 
 
 _SPLIT.update({
