@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
-    _focal_factor, _inv_size, _labels, _per_class, _register, _select, _work,
+    _focal_factor, _inv_size, _labels, _per_class, _reduced_axis_last, _register, _select, _work,
 )
 
 _LABEL_FORMATS = ("auto", "binary", "signed")
@@ -20,9 +20,14 @@ def _tiny(dtype):
 
 
 def _clip_pair(p, eps):
-    """Clipped p and clipped 1 - p (both in [eps, 1 - eps])."""
-    return (tf.clip_by_value(p, eps, 1.0 - eps),
-            tf.clip_by_value(1.0 - p, eps, 1.0 - eps))
+    """Clipped p (in [eps, 1 - eps]) and 1 - (clipped p), Keras's formula to the bit.
+
+    1 - eps rounds in the dtype (0.99999988 in float32), so at p = 1 the complement is
+    1.19e-7 in float32, not eps: Keras's loss there is -log(1.19e-7) = 15.94, not 16.12.
+    Half precision is computed in float32, where the complement stays > 0.
+    """
+    cp = tf.clip_by_value(p, eps, 1.0 - eps)
+    return cp, 1.0 - cp
 
 
 def _smooth_binary(y, ls):
@@ -126,8 +131,9 @@ _SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
 
 
 @_register
-def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, pos_weight=None):
-    """Binary cross-entropy, averaged over the last axis.
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, pos_weight=None,
+                        axis=-1):
+    """Binary cross-entropy, averaged over `axis` (the last by default).
 
     For binary and multi-label classification with a sigmoid output. Pass
     logits with `from_logits=True` (or the output of a Sigmoid, which carries
@@ -153,10 +159,11 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         label_smoothing: In [0, 1]; squeezes the labels towards 0.5.
         pos_weight: Weight of the positive term, as PyTorch's
             `BCEWithLogitsLoss(pos_weight=...)`: a number >= 0 or one number per
-            output (the last axis). None means 1.
+            output (along `axis`). None means 1.
+        axis: The axis to average over (an int), as Keras's `axis`.
 
     Returns:
-        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+        Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
 
     Example:
     >>> import keras_afl
@@ -168,7 +175,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     pw = _check_weights(pos_weight, "pos_weight")
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
-    y, x = _dense_pair(y_true, x, "binary_crossentropy")
+    y, x = _reduced_axis_last(*_dense_pair(y_true, x, "binary_crossentropy"), axis)
     x, dtype = _work(x)
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
     weights = () if w is None else (w,)
@@ -229,8 +236,9 @@ def _bce_probabilities(settings, p, y, w=None):
 
 
 @_register
-def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0):
-    """Binary focal loss (multi-label), averaged over the last axis.
+def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
+          apply_class_balancing=True, axis=-1):
+    """Binary focal loss (multi-label), averaged over `axis` (the last by default).
 
     Cross-entropy that down-weights easy, well-classified examples by
     (1 - p_t)**gamma, so that training focuses on hard ones: for dense
@@ -238,9 +246,9 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     alpha = None it is binary cross-entropy.
 
     `alpha` weights the positive class as in Lin et al.: alpha_t = alpha for
-    y = 1 and 1 - alpha for y = 0, always applied unless `alpha=None`. (Keras's
-    `BinaryFocalCrossentropy` ignores `alpha` unless `apply_class_balancing=True`;
-    ours equals Keras's with `apply_class_balancing=True`.)
+    y = 1 and 1 - alpha for y = 0, applied unless `alpha=None` or
+    `apply_class_balancing=False`. (Keras's `BinaryFocalCrossentropy` has the same
+    `apply_class_balancing` but defaults to False, ignoring `alpha`.)
 
     Formula (p = sigmoid(z) or the given probability, q = 1 - p, y smoothed
     towards 0.5 by label_smoothing, m = 1 - p_t = y * q + (1 - y) * p,
@@ -266,9 +274,11 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
         alpha: Weight of the positive class in [0, 1], or None for no weighting.
         from_logits: Whether `y_pred` holds logits.
         label_smoothing: In [0, 1]; squeezes the labels towards 0.5.
+        apply_class_balancing: Whether `alpha` is applied (Keras's argument; default True here).
+        axis: The axis to average over (an int), as Keras's `axis`.
 
     Returns:
-        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
+        Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
 
     Example:
     >>> import keras_afl
@@ -281,10 +291,12 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     """
     gamma = check_number(gamma, "gamma", low=0.0)
     alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
+    if not _check_bool(apply_class_balancing, "apply_class_balancing"):
+        alpha = None
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
-    y, x = _dense_pair(y_true, x, "focal")
+    y, x = _reduced_axis_last(*_dense_pair(y_true, x, "focal"), axis)
     x, dtype = _work(x)
     if from_logits:
         return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y), dtype)
