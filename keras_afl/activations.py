@@ -26,6 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis, sum_to_shape
 
 __all__ = ["relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softmax", "elu", "selu"]
@@ -49,13 +50,13 @@ def _attach_logits(y, logits, activation=None, axis=None):
     """
     rank = y.shape.rank
     last = axis is None or axis == -1 or (rank is not None and axis == rank - 1)
-    try:
-        if activation is None or last:
-            y._keras_logits = logits
-        if activation is not None:
+    if activation is None or last:
+        _keras_compat.set_keras_logits(y, logits)
+    if activation is not None:
+        try:
             y._keras_afl_logits = (logits, activation, axis)
-    except AttributeError:  # pragma: no cover - tensor types that refuse attributes
-        pass
+        except AttributeError:  # pragma: no cover - tensor types that refuse attributes
+            pass
     return y
 
 

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl.diagnostics import activation_of
 
 __all__ = ["ActivationStats"]
@@ -188,7 +189,7 @@ class ActivationStats(keras.callbacks.Callback):
                 self._writer = tf.summary.create_file_writer(self.log_dir)
             with self._writer.as_default():
                 for k, v in figures.items():
-                    _write_scalar(k, v, int(epoch))
+                    _keras_compat.summary_scalar(k, v, int(epoch))
             self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -241,32 +242,10 @@ def _fed_tensor(sub_model):
 
     Keras 3 has no public way to read it: `sub_model.input` is the nested model's
     own input for a functional model (the outer tensor for a Sequential), so
-    this reads the call's node (`_inbound_nodes`), the one private access here.
+    this reads the model's calls (`keras_afl._keras_compat.call_inputs`).
     """
-    nodes = getattr(sub_model, "_inbound_nodes", None) or []
-    if len(nodes) != 1:
-        return None
-    args = getattr(getattr(nodes[0], "arguments", None), "args", None)
-    return args[0] if args else None
-
-
-def _scalar_metadata():
-    """What `tf.summary.scalar` attaches: TensorBoard's scalar plugin, data class scalar."""
-    meta = tf.compat.v1.SummaryMetadata
-    data_class = meta.DESCRIPTOR.fields_by_name["data_class"].enum_type
-    return meta(plugin_data=meta.PluginData(plugin_name="scalars"),
-                data_class=data_class.values_by_name["DATA_CLASS_SCALAR"].number)
-
-
-def _write_scalar(tag, value, step):
-    """A TensorBoard scalar, written like `tf.summary.scalar` writes it.
-
-    `tf.summary.scalar` is implemented by the `tensorboard` package, which
-    tensorflow-cpu does not install; `tf.summary.write` with the scalar
-    plugin's metadata produces the same event without it.
-    """
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step,
-                     metadata=_scalar_metadata())
+    calls = _keras_compat.call_inputs(sub_model)
+    return calls[0] if len(calls) == 1 else None
 
 
 def _figures(out, kind):

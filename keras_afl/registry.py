@@ -7,6 +7,8 @@ names too, as Keras's are), because Keras 3's
 `keras.activations.get` / `keras.losses.get` -- and so `Dense(activation=...)`
 and `compile(loss=...)` -- read only those tables: neither
 `register_keras_serializable` nor `custom_object_scope` makes a string resolve.
+The tables are private Keras API; `keras_afl._keras_compat`, the one module
+that touches Keras's internals, finds them.
 `use_as_builtins()` temporarily maps Keras's own names ("relu", "mse", ...) to
 ours for code you cannot edit.
 """
@@ -19,10 +21,11 @@ import difflib
 import functools
 import inspect
 import threading
+import warnings
 
 import keras
 
-from keras_afl import activations, losses
+from keras_afl import _keras_compat, activations, losses
 
 __all__ = ["Entry", "get", "entry", "names", "entries", "install", "use_as_builtins"]
 
@@ -337,44 +340,27 @@ def get(identifier, kind=None):
 
 
 def _keras_tables():
-    """Keras's private name tables: {"activation": dict, "loss": dict, "metric": dict}.
+    """Keras's name tables, {"activation": dict, "loss": dict, "metric": dict}.
 
-    The one access to Keras internals in keras_afl. Keras 3 exposes no public
-    way to add names to `keras.activations.get` / `keras.losses.get` /
-    `keras.metrics.get` (the last is how `compile(metrics=[...])` resolves a
-    string, at the first fit/evaluate).
+    Private Keras API (no public way adds a name to `keras.activations.get`,
+    `keras.losses.get` or `keras.metrics.get`): `keras_afl._keras_compat`
+    reads them, and raises a RuntimeError naming the Keras version if they moved.
     """
-    try:
-        from keras.src import activations as _ka
-        from keras.src import losses as _kl
-        from keras.src import metrics as _km
-
-        tables = {"activation": _ka.ALL_OBJECTS_DICT, "loss": _kl.ALL_OBJECTS_DICT,
-                  "metric": _km.ALL_OBJECTS_DICT}
-    except (ImportError, AttributeError) as e:  # pragma: no cover - only on a Keras that moved them
-        raise RuntimeError(
-            f"keras_afl could not find Keras's name tables in keras {keras.__version__} ({e}); "
-            "string names such as compile(loss='focal') will not resolve. Pass objects instead "
-            "(keras_afl.losses.FocalLoss()) and report this Keras version to keras_afl."
-        ) from e
-    if not all(isinstance(t, dict) for t in tables.values()):  # pragma: no cover
-        raise RuntimeError(f"Keras {keras.__version__} changed the type of its name tables.")
-    return tables
+    return _keras_compat.name_tables()
 
 
 def _keras_loss_functions():
-    """Keras's private set of its loss classes and functions, or None.
+    """Keras's set of its loss functions (private, `keras_afl._keras_compat`), or None.
 
-    `keras.metrics.MeanMetricWrapper` marks a metric "lower is better" (which
-    `EarlyStopping` and `ModelCheckpoint` read in `mode="auto"`) only when its
-    function is in this set, as Keras's own losses used as metrics are.
+    Only the direction `EarlyStopping(mode="auto")` gives our loss metrics
+    depends on it: where a Keras release moved it, a warning says so and
+    everything else works.
     """
     try:
-        from keras.src import losses as _kl
-    except ImportError:  # pragma: no cover
+        return _keras_compat.loss_functions()
+    except RuntimeError as e:
+        warnings.warn(str(e), RuntimeWarning, stacklevel=2)
         return None
-    objects = getattr(_kl, "ALL_OBJECTS", None)
-    return objects if isinstance(objects, set) else None
 
 
 def _targets(e):

@@ -8,6 +8,7 @@ import functools
 import keras
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl import activations as _afl_activations
 from keras_afl import layers as _afl_layers
 
@@ -108,11 +109,10 @@ _PASS_THROUGH = tuple(getattr(keras.layers, n) for n in (
 def _producer(tensor):
     """The layer that made a symbolic tensor, or None.
 
-    The one read of Keras internals here: Keras 3 has no public way to go from
-    a KerasTensor to the layer that produced it (`_keras_history`).
+    Keras 3 has no public way to go from a KerasTensor to the layer that
+    produced it: `keras_afl._keras_compat.producer` reads it.
     """
-    history = getattr(tensor, "_keras_history", None)
-    op = getattr(history, "operation", None)
+    op = _keras_compat.producer(tensor)
     if op is None or isinstance(op, keras.layers.InputLayer):
         return None
     return op

@@ -1,0 +1,222 @@
+"""keras_afl._keras_compat: each private Keras/TensorFlow access still does its job here.
+
+One test per function, against what Keras or TensorFlow itself does in the
+same run. When a release moves something, the test of that function fails
+with a message naming the Keras/TensorFlow versions and the function to update.
+"""
+
+import glob
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_afl  # noqa: F401  (installs keras_afl's names)
+from keras_afl import _keras_compat as compat
+
+
+def moved(function, what):
+    return f"{compat.versions()} moved {what}: update keras_afl._keras_compat.{function}()"
+
+
+def test_every_function_of_the_module_has_a_test_here():
+    source = pathlib.Path(__file__).read_text().replace("compat.__all__", "")
+    untested = [n for n in compat.__all__ if not re.search(rf"compat\.{n}\b", source)]
+    assert not untested, f"keras_afl._keras_compat functions without a test: {untested}"
+
+
+def test_the_moved_message_names_keras_tensorflow_and_the_function():
+    e = compat._moved("Keras's name tables", "name_tables", "Strings will not resolve.",
+                      ImportError("No module named 'keras.src.activations'"))
+    assert isinstance(e, RuntimeError)
+    text = str(e)
+    for part in (f"Keras {keras.__version__}", f"TensorFlow {tf.__version__}",
+                 "Keras's name tables", "ImportError", "keras_afl._keras_compat.name_tables()"):
+        assert part in text, (part, text)
+    assert compat.versions() == f"Keras {keras.__version__} / TensorFlow {tf.__version__}"
+
+
+# --------------------------------------------------------------------------- name tables
+
+def test_name_tables_are_what_keras_get_functions_read():
+    tables = compat.name_tables()
+    assert tables["activation"].get("relu") is keras.activations.relu, moved(
+        "name_tables", "keras.src.activations.ALL_OBJECTS_DICT")
+
+    def probe(y_true, y_pred):
+        return y_pred
+
+    name = "_keras_afl_compat_probe"
+    try:
+        tables["activation"][name] = probe
+        tables["loss"][name] = probe
+        tables["metric"][name] = probe
+        assert keras.activations.get(name) is probe, moved("name_tables", "activations' table")
+        assert keras.losses.get(name) is probe, moved("name_tables", "losses' table")
+        assert keras.metrics.get(name) is probe, moved("name_tables", "metrics' table")
+    finally:
+        for table in tables.values():
+            table.pop(name, None)
+
+
+def test_loss_functions_hold_keras_losses_and_ours():
+    objects = compat.loss_functions()
+    assert keras.losses.mean_squared_error in objects and keras.losses.MeanSquaredError in objects, \
+        moved("loss_functions", "keras.src.losses.ALL_OBJECTS")
+    assert keras_afl.losses.focal in objects  # registry.install() added it
+
+
+# --------------------------------------------------------------------------- losses
+
+class _Identity(keras.losses.Loss):
+    """Keras's Loss machinery around per-sample values passed as y_pred (the reference)."""
+
+    def call(self, y_true, y_pred):
+        return y_pred
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean",
+                                       "mean_with_sample_weight", "none", None])
+def test_loss_reduction_is_what_keras_loss_call_does(reduction):
+    reduce = compat.loss_reduction()
+    values = tf.constant([1.0, 2.0, 3.0, 5.0])
+    weights = tf.constant([0.5, 1.0, 2.0, 0.0])
+    mask = tf.constant([True, False, True, True])
+    masked = tf.identity(values)
+    assert compat.set_keras_mask(masked, mask)
+    want = _Identity(reduction=reduction)(tf.zeros([4]), masked, sample_weight=weights)
+    got = reduce(values, sample_weight=weights, mask=mask, reduction=reduction, dtype="float32")
+    np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=moved(
+        "loss_reduction", "keras.src.losses.loss.reduce_weighted_values"))
+
+
+def test_keras_mask_reads_what_keras_masking_layers_set():
+    x = np.array([[[0.0, 0.0], [1.0, 2.0], [0.0, 3.0]]], "float32")
+    out = keras.layers.Masking(mask_value=0.0)(x)
+    mask = compat.keras_mask(out)
+    assert mask is not None, moved("keras_mask", f"the mask attribute {compat.KERAS_MASK}")
+    np.testing.assert_array_equal(mask, np.any(x != 0.0, axis=-1))
+    assert compat.keras_mask(tf.constant([1.0])) is None
+
+
+def test_set_keras_mask_makes_keras_losses_skip_masked_samples():
+    mask = tf.constant([True, False, True, False])
+
+    class Masked(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            values = tf.identity(y_pred)
+            assert compat.set_keras_mask(values, mask)
+            return values
+
+    got = Masked()(tf.zeros([4]), tf.constant([1.0, 20.0, 3.0, 40.0]))
+    # Keras averages over the unmasked samples only: (1 + 3) / 2.
+    assert float(got) == pytest.approx(2.0), moved(
+        "set_keras_mask", f"the mask attribute {compat.KERAS_MASK} Loss.__call__ reads")
+    assert compat.set_keras_mask(np.zeros(2), mask) is False  # NumPy arrays refuse attributes
+
+
+def test_keras_logits_reads_what_keras_sigmoid_and_softmax_set():
+    z = tf.constant([[2.0, -1.0, 0.5]])
+    for activation in (keras.activations.sigmoid, keras.activations.softmax):
+        logits = compat.keras_logits(activation(z))
+        assert logits is not None, moved("keras_logits", f"the attribute {compat.KERAS_LOGITS}")
+        np.testing.assert_array_equal(logits, z)
+    assert compat.keras_logits(tf.constant([1.0])) is None
+
+
+def test_set_keras_logits_is_what_keras_crossentropy_reads():
+    z = np.array([2.0, -1.0, 0.5], "float32")
+    y = np.array([1.0, 0.0, 1.0], "float32")
+    p = tf.constant([0.5, 0.5, 0.5])  # the probabilities say 0.5: Keras must use the logits
+    assert compat.set_keras_logits(p, tf.constant(z))
+    want = np.mean(np.logaddexp(0.0, z) - y * z)  # BCE from logits, by the formula
+    got = keras.losses.binary_crossentropy(y, p)
+    assert float(got) == pytest.approx(want, rel=1e-6), moved(
+        "set_keras_logits", f"the attribute {compat.KERAS_LOGITS} the cross-entropies read")
+
+
+# --------------------------------------------------------------------------- model graphs
+
+def test_producer_is_the_layer_that_made_a_keras_tensor():
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(2)
+    out = dense(inputs)
+    assert compat.producer(out) is dense, moved("producer", f"KerasTensor.{compat.KERAS_HISTORY}")
+    assert isinstance(compat.producer(inputs), keras.layers.InputLayer)
+    assert compat.producer(tf.constant(1.0)) is None
+    assert compat.producer(keras.KerasTensor((2,))) is None  # made outside any layer
+
+
+def test_call_inputs_lists_each_call_of_a_layer():
+    a, b = keras.Input((3,)), keras.Input((3,))
+    dense = keras.layers.Dense(2)
+    dense(a)
+    dense(b)
+    got = compat.call_inputs(dense)
+    assert len(got) == 2 and got[0] is a and got[1] is b, moved(
+        "call_inputs", f"Layer.{compat.INBOUND_NODES} / Node.arguments.args")
+    assert compat.call_inputs(keras.layers.Dense(2)) == []
+
+    # A functional model used as a layer: its call's input, not its own `input`.
+    inner_in = keras.Input((3,))
+    inner = keras.Model(inner_in, keras.layers.Dense(2)(inner_in))
+    outer_in = keras.Input((3,))
+    inner(outer_in)
+    assert inner.input is inner_in
+    got = compat.call_inputs(inner)
+    assert len(got) == 1 and got[0] is outer_in, moved("call_inputs", "a nested model's call")
+
+
+# --------------------------------------------------------------------------- TensorFlow
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_optimization_barrier_passes_its_tensors_through(jit):
+    a = tf.constant([1.0, -2.0, 3.5])
+    b = tf.constant([[1, 2]], tf.int32)
+    run = tf.function(compat.optimization_barrier, jit_compile=True) if jit \
+        else compat.optimization_barrier
+    got = run(a, b)
+    assert isinstance(got, list) and len(got) == 2, moved(
+        "optimization_barrier", "tensorflow.compiler.tf2xla.python.xla.optimization_barrier")
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], b)
+    assert got[0].dtype == tf.float32 and got[1].dtype == tf.int32
+
+
+def _scalar_events(log_dir):
+    out = []
+    for f in glob.glob(str(log_dir / "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(f):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            out.extend((event.step, v) for v in event.summary.value)
+    return out
+
+
+def _write(log_dir, write):
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        write("h/mean", 0.25, 3)
+    writer.close()
+    return _scalar_events(log_dir)
+
+
+def test_summary_scalar_writes_a_tensorboard_scalar(tmp_path):
+    events = _write(tmp_path, compat.summary_scalar)
+    assert len(events) == 1
+    step, value = events[0]
+    assert (step, value.tag) == (3, "h/mean")
+    assert value.metadata.plugin_data.plugin_name == "scalars"
+    assert tf.make_ndarray(value.tensor).dtype == np.float32
+    assert float(tf.make_ndarray(value.tensor)) == 0.25
+
+
+def test_summary_scalar_without_tensorboard_writes_what_tf_summary_scalar_writes(tmp_path):
+    # Runs where the tensorboard package is installed (tf.summary.scalar needs it).
+    pytest.importorskip("tensorboard.summary.v2")
+    ours = _write(tmp_path / "ours", compat._write_scalar)
+    theirs = _write(tmp_path / "tf", lambda tag, v, step: tf.summary.scalar(tag, v, step=step))
+    assert [(s, v.SerializeToString()) for s, v in ours] == \
+        [(s, v.SerializeToString()) for s, v in theirs]
