@@ -1,8 +1,13 @@
-"""THE name table of keras_afl: every activation and loss, its string names and its notes.
+"""THE name table of keras_afl: every activation and loss, its string names, its notes and
+what it is for.
 
-`get()` and `names()` read it; so do the command line, the README table and the
-tests. On `import keras_afl`, `install()` adds these names to Keras's own
-lookup tables (adding only, never replacing a Keras name; loss names are metric
+Each `Entry` says what it is for (`family`, `y_pred`, `labels`, `expects()`);
+`describe_loss()` and `KERAS_LOSSES` say the same of Keras's own losses, so
+lint, the command line and the tests read one table instead of guessing from
+names. The rows live in `keras_afl/_registry_table.py`. `get()` and `names()`
+read it; so do the command line, the README table and the tests.
+
+On `import keras_afl`, `install()` adds these names to Keras's own lookup tables (adding only, never replacing a Keras name; loss names are metric
 names too, as Keras's are), because Keras 3's
 `keras.activations.get` / `keras.losses.get` -- and so `Dense(activation=...)`
 and `compile(loss=...)` -- read only those tables: neither
@@ -21,13 +26,18 @@ import difflib
 import functools
 import inspect
 import threading
+import types
 import warnings
 
 import keras
 
-from keras_afl import _keras_compat, activations, losses
+from keras_afl import _keras_compat, _purpose, _registry_table
+from keras_afl._purpose import (ACTIVATION_FAMILIES, LABEL_FORMATS, LOSS_FAMILIES,  # noqa: F401
+                                Y_PRED_KINDS, LossDescription)
 
-__all__ = ["Entry", "get", "entry", "names", "entries", "install", "use_as_builtins"]
+__all__ = ["Entry", "get", "entry", "names", "entries", "install", "use_as_builtins",
+           "describe_loss", "LossDescription", "KERAS_LOSSES", "LOSS_FAMILIES",
+           "ACTIVATION_FAMILIES", "Y_PRED_KINDS", "LABEL_FORMATS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +53,28 @@ class Entry:
         formula, derivative: Plain-text formulas (README table, `keras-afl list`).
         output_range: Range of the output (activations) or of the loss value.
         properties, uses, pairings: Notes from the article behind the project.
+        family: What the entry is for. A loss: `"regression"`, `"binary"`,
+            `"categorical"` or `"sparse"` (`LOSS_FAMILIES`). An activation:
+            `"elementwise"`, or `"axis"` for one that normalises along an axis
+            (softmax) (`ACTIVATION_FAMILIES`).
+        y_pred: A loss: what it reads as `y_pred` with `from_logits=False`
+            (`Y_PRED_KINDS`: "probabilities", "scores", "values", ...;
+            `expects()` answers for a `from_logits` setting). An activation:
+            what it outputs as a model's `y_pred` ("probabilities" for sigmoid
+            and softmax, "non_negative" for ReLU, else "values").
+        labels: A loss: the format of `y_true` (`LABEL_FORMATS`: "real",
+            "binary" 0/1, "signed" -1/+1, "one_hot", "class_ids", ...); None
+            for an activation.
 
     A loss entry's `function` is its per-sample function (`losses.focal` for
-    `FocalLoss`), what its names resolve to as metrics.
+    `FocalLoss`), what its names resolve to as metrics. `describe_loss()`
+    gives the same facts for Keras's own losses.
+
+    Example:
+    >>> import keras_afl
+    >>> e = keras_afl.entry("focal")
+    >>> e.family, e.y_pred, e.labels, e.expects(from_logits=True)
+    ('binary', 'probabilities', 'binary', 'logits')
     """
 
     name: str
@@ -59,10 +88,33 @@ class Entry:
     properties: tuple = ()
     uses: tuple = ()
     pairings: tuple = ()
+    family: str = ""
+    y_pred: str = ""
+    labels: str | None = None
+
+    def __post_init__(self):
+        _purpose.check(self.name, self.kind, self.family, self.y_pred, self.labels)
 
     @property
     def all_names(self):
         return (self.name, *self.aliases)
+
+    @property
+    def has_from_logits(self):
+        """Whether the loss has a `from_logits` setting (False for activations)."""
+        return self.kind == "loss" and "from_logits" in self.parameters()
+
+    def expects(self, from_logits=False):
+        """What this loss reads as `y_pred` with that `from_logits` setting.
+
+        `y_pred`, except that a loss of "probabilities" given `from_logits=True`
+        reads "logits". ValueError for `from_logits=True` on a loss without that
+        setting, and for an activation.
+        """
+        if self.kind != "loss":
+            raise ValueError(f"{self.name!r} is an {self.kind}, not a loss: it reads no y_pred "
+                             f"(it outputs {self.y_pred}).")
+        return _purpose.expects(self.name, self.y_pred, self.has_from_logits, from_logits)
 
     @property
     def function(self):
@@ -82,176 +134,8 @@ class Entry:
         }
 
 
-_ACTIVATIONS = (
-    Entry(
-        "afl_relu", "activation", activations.relu, keras_names=("relu",),
-        formula="max(x, 0)", derivative="1 if x > 0 else 0  (0 at x = 0)",
-        output_range="[0, inf)",
-        properties=("non-saturating for x > 0", "sparse activation (about half the units are zero)",
-                    "cheap to compute", "mitigates vanishing gradients", "units can die (x <= 0 forever)"),
-        uses=("default hidden-layer activation", "convolutional networks", "deep architectures"),
-        pairings=("hidden layers with any loss",),
-    ),
-    Entry(
-        "afl_leaky_relu", "activation", activations.leaky_relu, keras_names=("leaky_relu",),
-        formula="x if x > 0 else a*x", derivative="1 if x > 0 else a  (a at x = 0)",
-        output_range="(-inf, inf)",
-        properties=("prevents dead units", "keeps a gradient for negative inputs",
-                    "slope a can be learned (PReLU)"),
-        uses=("alternative to ReLU when dead units are a concern", "GAN discriminators"),
-        pairings=("hidden layers with any loss",),
-    ),
-    Entry(
-        "afl_sigmoid", "activation", activations.sigmoid, keras_names=("sigmoid",),
-        formula="1 / (1 + exp(-x))", derivative="y (1 - y)",
-        output_range="(0, 1)",
-        properties=("smooth", "probabilistic output", "saturates: vanishing gradient for large |x|",
-                    "not zero-centred"),
-        uses=("binary and multi-label output layers", "LSTM/GRU gates"),
-        pairings=("afl_bce / focal (binary cross-entropy family)",),
-    ),
-    Entry(
-        "afl_tanh", "activation", activations.tanh, keras_names=("tanh",),
-        formula="(e^x - e^-x) / (e^x + e^-x)", derivative="1 - y^2",
-        output_range="(-1, 1)",
-        properties=("zero-centred", "stronger gradient than sigmoid", "saturates for large |x|"),
-        uses=("recurrent cells", "shallow networks", "outputs normalised to (-1, 1)"),
-        pairings=("hidden layers; as output, MSE on targets in (-1, 1)",),
-    ),
-    Entry(
-        "afl_softmax", "activation", activations.softmax, keras_names=("softmax",),
-        formula="exp(x_i - max x) / sum_j exp(x_j - max x)",
-        derivative="s_i (delta_ij - s_j); VJP s * (g - <g, s>)",
-        output_range="(0, 1), sums to 1 along axis",
-        properties=("outputs a probability distribution", "preserves ordering",
-                    "emphasises the largest value"),
-        uses=("multi-class output layers", "attention weights", "policy networks"),
-        pairings=("afl_cce / categorical_focal (categorical cross-entropy family)",),
-    ),
-    Entry(
-        "afl_elu", "activation", activations.elu, keras_names=("elu",),
-        formula="x if x > 0 else alpha (exp(x) - 1)", derivative="1 if x > 0 else y + alpha  (1 at x = 0)",
-        output_range="(-alpha, inf)",
-        properties=("smooth for negative inputs", "mean activation nearer zero (less bias shift)",
-                    "no dead units", "costlier than ReLU"),
-        uses=("deep networks needing smooth gradients", "alternative to batch normalisation"),
-        pairings=("hidden layers with any loss",),
-    ),
-    Entry(
-        "afl_selu", "activation", activations.selu, keras_names=("selu",),
-        formula="lambda (x if x > 0 else alpha (exp(x) - 1)), lambda=1.0507, alpha=1.6733",
-        derivative="lambda if x > 0 else y + lambda alpha  (lambda at x = 0)",
-        output_range="(-lambda alpha, inf)",
-        properties=("self-normalising: activations keep mean 0, variance 1",
-                    "needs LeCun-normal initialisation", "use AlphaDropout, not Dropout or BatchNorm"),
-        uses=("deep fully connected networks without batch normalisation",),
-        pairings=("hidden layers with any loss",),
-    ),
-)
-
-_LOSSES = (
-    Entry(
-        "afl_mse", "loss", losses.MeanSquaredError, aliases=("afl_mean_squared_error",),
-        keras_names=("mse", "mean_squared_error", "MSE", "MeanSquaredError"),
-        formula="mean((y_pred - y_true)^2)", derivative="2 (y_pred - y_true) / N",
-        output_range="[0, inf)",
-        properties=("heavily penalises large errors", "differentiable everywhere", "non-negative",
-                    "convex", "sensitive to outliers"),
-        uses=("regression", "when outliers are rare or meaningful",
-              "when large errors should be heavily penalised", "signal processing"),
-        pairings=("linear output layer",),
-    ),
-    Entry(
-        "afl_bce", "loss", losses.BinaryCrossentropy, aliases=("afl_binary_crossentropy",),
-        keras_names=("binary_crossentropy", "bce", "BCE", "BinaryCrossentropy"),
-        formula="mean(-[w y log p + (1 - y) log(1 - p)]),  p = sigmoid(z)",
-        derivative="logits: ((1 + (w - 1) y) sigmoid(z) - w y) / N  (w = pos_weight)",
-        output_range="[0, inf)",
-        properties=("bounded below by 0, unbounded above",
-                    "stronger gradients than MSE for probabilities",
-                    "works well with probabilistic predictions", "natural pairing with sigmoid"),
-        uses=("binary classification", "GANs", "anomaly detection",
-              "multi-label classification (per label)"),
-        pairings=("afl_sigmoid output (fused gradient sigmoid(z) - y)",),
-    ),
-    Entry(
-        "afl_cce", "loss", losses.CategoricalCrossentropy, aliases=("afl_categorical_crossentropy",),
-        keras_names=("categorical_crossentropy", "CategoricalCrossentropy"),
-        formula="-sum(y log softmax(z))", derivative="logits: (sum y) softmax(z) - y",
-        output_range="[0, inf)",
-        properties=("measures the divergence between label and predicted distributions",
-                    "natural pairing with softmax"),
-        uses=("single-label multi-class classification",),
-        pairings=("afl_softmax output (fused gradient softmax(z) - y)",),
-    ),
-    Entry(
-        "afl_sparse_categorical_crossentropy", "loss", losses.SparseCategoricalCrossentropy,
-        keras_names=("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
-        formula="logsumexp(z) - z_t  (t = integer class id)",
-        derivative="logits: softmax(z) - onehot(t)",
-        output_range="[0, inf)",
-        properties=("categorical cross-entropy without one-hot labels", "can ignore a void class"),
-        uses=("multi-class classification with integer labels", "semantic segmentation"),
-        pairings=("afl_softmax output (fused gradient softmax(z) - onehot(t))",),
-    ),
-    Entry(
-        "focal", "loss", losses.FocalLoss, aliases=("binary_focal", "afl_focal"),
-        keras_names=("binary_focal_crossentropy", "BinaryFocalCrossentropy"),
-        formula="mean(alpha_t (1 - p_t)^gamma CE)",
-        derivative="logits: alpha_t (1 - p_t)^gamma [(p - y) - gamma (2y - 1) (p q / (1 - p_t)) CE] / N",
-        output_range="[0, inf)",
-        properties=("reduces the impact of easy examples", "handles class imbalance",
-                    "tunable focus on hard examples via gamma",
-                    "generalises cross-entropy (gamma = 0, alpha = None)"),
-        uses=("object detection", "highly imbalanced data sets", "dense prediction",
-              "medical image segmentation"),
-        pairings=("afl_sigmoid output (multi-label)",),
-    ),
-    Entry(
-        "categorical_focal", "loss", losses.CategoricalFocalLoss, aliases=("afl_categorical_focal",),
-        keras_names=("categorical_focal_crossentropy", "CategoricalFocalCrossentropy"),
-        formula="-sum(alpha y (1 - p)^gamma log p),  p = softmax(z)",
-        derivative="logits: p sum(w) - w,  w = alpha y (1 - p)^gamma (1 - gamma p log p / (1 - p))",
-        output_range="[0, inf)",
-        properties=("reduces the impact of easy examples", "handles class imbalance",
-                    "generalises categorical cross-entropy (gamma = 0, alpha = None)"),
-        uses=("imbalanced multi-class classification", "dense prediction"),
-        pairings=("afl_softmax output",),
-    ),
-    Entry(
-        "sparse_categorical_focal", "loss", losses.SparseCategoricalFocalLoss,
-        aliases=("afl_sparse_categorical_focal",),
-        formula="-alpha_t (1 - p_t)^gamma log p_t  (t = integer class id)",
-        derivative=("logits: alpha_t (1 - p_t)^gamma (1 - gamma p_t log p_t / (1 - p_t)) "
-                    "(softmax(z) - onehot(t))"),
-        output_range="[0, inf)",
-        properties=("categorical focal loss without one-hot labels", "can ignore a void class"),
-        uses=("imbalanced multi-class classification with integer labels", "semantic segmentation"),
-        pairings=("afl_softmax output",),
-    ),
-    Entry(
-        "afl_huber", "loss", losses.Huber, keras_names=("huber", "Huber"),
-        formula="mean(0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)),  e = y_pred - y_true",
-        derivative="clip(e, -delta, delta) / N",
-        output_range="[0, inf)",
-        properties=("combines MSE and MAE", "robust to outliers", "differentiable everywhere",
-                    "sensitivity adjustable via delta"),
-        uses=("regression with outliers", "robust optimisation", "reinforcement learning",
-              "time series prediction"),
-        pairings=("linear output layer",),
-    ),
-    Entry(
-        "afl_hinge", "loss", losses.Hinge, keras_names=("hinge", "Hinge"),
-        formula="mean(max(0, 1 - t y_pred)),  t in {-1, 1}",
-        derivative="-t / N if t y_pred <= 1 else 0  (-t / N at the hinge point)",
-        output_range="[0, inf)",
-        properties=("maximum-margin classification", "non-differentiable at the hinge point",
-                    "sparse gradients", "focuses on margin violations"),
-        uses=("support vector machines", "maximum-margin classifiers", "structured prediction",
-              "online learning"),
-        pairings=("linear output layer (raw scores, labels -1/1 or 0/1)",),
-    ),
-)
+_ACTIVATIONS = tuple(Entry(*args, **kwargs) for args, kwargs in _registry_table.ACTIVATIONS)
+_LOSSES = tuple(Entry(*args, **kwargs) for args, kwargs in _registry_table.LOSSES)
 
 _lock = threading.RLock()
 
@@ -337,6 +221,51 @@ def get(identifier, kind=None):
         f"Cannot interpret {identifier!r} (type {type(identifier).__name__}) as an activation "
         "or loss; pass a string name, a callable, a config dict or None."
     )
+
+
+KERAS_LOSSES = types.MappingProxyType({d.name: d for _, _, d in _purpose.keras_rows()})
+"""What Keras's own losses are for: {Keras's function name: `LossDescription`}.
+
+Every loss of `keras.losses` (function, class and the aliases `keras.losses.get`
+resolves: "mse", "mae", "mape", "msle", "kld", "bce", ...) under its function
+name, e.g. `KERAS_LOSSES["kl_divergence"]`: categorical, probabilities,
+one-hot (distribution) labels. Decided from each loss's docstring and source.
+"""
+
+
+def describe_loss(loss):
+    """What a loss is for -- keras_afl's or Keras's, by name, object, class or function.
+
+    The one table that lint, the command line's configs, `plot` and `check`
+    read: a keras_afl loss is described by its registry `Entry`, a Keras loss
+    by `KERAS_LOSSES`. A `from_logits` setting of the loss given (a `Loss`
+    object's, or a `functools.partial`'s keyword) is kept, so `.expects()`
+    answers for it.
+
+    Args:
+        loss: A loss name (keras_afl's or Keras's, aliases included: "focal",
+            "kld", "mse"), a `keras.losses.Loss` object or class, a loss
+            function (`functools.partial` of one too), or a serialized loss
+            config dict.
+
+    Returns:
+        A `LossDescription` (name, origin, family, y_pred, labels,
+        has_from_logits, from_logits; `expects()`), or None for a loss that
+        neither keras_afl nor Keras ships (a custom loss).
+
+    Raises:
+        ValueError: an unknown loss name (with the closest valid one).
+        TypeError: `loss` is of a type no loss has.
+
+    Example:
+    >>> import keras, keras_afl
+    >>> d = keras_afl.registry.describe_loss("kld")
+    >>> d.name, d.family, d.y_pred, d.labels
+    ('kl_divergence', 'categorical', 'probabilities', 'one_hot')
+    >>> keras_afl.registry.describe_loss(keras.losses.BinaryCrossentropy(from_logits=True)).expects()
+    'logits'
+    """
+    return _purpose.describe(loss, entries("loss"))
 
 
 def _keras_tables():

@@ -231,3 +231,211 @@ class TestLossNamesAsMetrics:
         stop = keras.callbacks.EarlyStopping(monitor="val_focal", patience=1)
         model.fit(x, y, epochs=2, validation_split=0.25, callbacks=[stop], verbose=0)
         assert stop.monitor_op is keras.ops.less
+
+
+# --------------------------------------------------------------------------- what each is for
+
+def _declared_cases(labels, y_pred, rng, n=6, k=4):
+    """(y_true, the prediction a loss with these declared labels and y_pred calls perfect,
+    [worse predictions]), built from the declaration alone."""
+    smooth = lambda y: (1 - k * 1e-4) * y + 1e-4  # noqa: E731  (a distribution close to y)
+    if labels == "real":
+        y = rng.normal(size=(n, k))
+        return y, y, [y + 1.0, y - 2.0]
+    if labels == "non_negative":
+        y = rng.uniform(0.5, 4.0, size=(n, k))
+        return y, y, [2.0 * y, y / 2.0]
+    if labels == "binary":
+        y = rng.integers(0, 2, size=(n, k)).astype("float32")
+        good = np.clip(y, 1e-4, 1 - 1e-4)
+        return y, good, [np.full_like(y, 0.5), 1 - good]
+    if labels == "signed":
+        t = rng.choice([-1.0, 1.0], size=(n, k))
+        return t, 2 * t, [np.zeros_like(t), -2 * t]
+    ids = rng.integers(0, k, size=n)
+    onehot = np.eye(k, dtype="float32")[ids]
+    y = onehot if labels == "one_hot" else ids
+    if y_pred == "probabilities":
+        good = smooth(onehot)
+        return y, good, [np.full_like(good, 1 / k), np.roll(good, 1, axis=-1)]
+    if y_pred == "scores":  # categorical hinge: +1 for the class, -1 for the others
+        good = 2 * onehot - 1
+        return y, good, [np.zeros_like(good), np.roll(good, 1, axis=-1)]
+    if y_pred == "values":  # class ids + embeddings (Keras's circle): one unit vector per class
+        noise = rng.normal(size=(n, k))
+        return ids, onehot, [noise / np.linalg.norm(noise, axis=-1, keepdims=True)]
+    if y_pred == "logits":  # label sequences (Keras's ctc): ids 1..k-1, no repeats, 0 = blank
+        seq = np.stack([rng.permutation(np.arange(1, k))[:2] for _ in range(n)])
+        return seq, 10.0 * np.eye(k, dtype="float32")[seq], [np.zeros((n, 2, k), "float32")]
+    raise AssertionError((labels, y_pred))
+
+
+def _mean_loss(loss, y, p):
+    return float(np.mean(keras.ops.convert_to_numpy(loss(y, p.astype("float32")))))
+
+
+def _keras_class(d):
+    return next(cls for fn, cls, x in registry._purpose.keras_rows() if x is d)
+
+
+class TestPurpose:
+    def test_every_entry_has_a_family_y_pred_and_labels_from_the_allowed_sets(self):
+        for e in keras_afl.entries("loss"):
+            assert e.family in registry.LOSS_FAMILIES, e.name
+            assert e.y_pred in registry.Y_PRED_KINDS, e.name
+            assert e.labels in registry.LABEL_FORMATS, e.name
+        for e in keras_afl.entries("activation"):
+            assert e.family in registry.ACTIVATION_FAMILIES, e.name
+            assert e.y_pred in registry.Y_PRED_KINDS and e.labels is None, e.name
+        assert set(registry.LOSS_FAMILIES) == {"regression", "binary", "categorical", "sparse"}
+
+    def test_entry_refuses_words_outside_the_vocabularies(self):
+        with pytest.raises(ValueError, match=r"'x': `family` must be one of regression, binary"):
+            registry.Entry("x", "loss", keras_afl.losses.Hinge, family="multilabel",
+                           y_pred="scores", labels="signed")
+        with pytest.raises(ValueError, match="`labels` is for losses"):
+            registry.Entry("x", "activation", A.relu, family="elementwise", y_pred="values",
+                           labels="real")
+
+    def test_loss_family_is_the_module_its_function_lives_in(self):
+        # keras_afl.losses has one module per family (regression, binary, categorical, sparse).
+        for e in keras_afl.entries("loss"):
+            assert e.function.__module__ == f"keras_afl.losses.{e.family}", e.name
+
+    def test_activation_family_and_output_match_behaviour(self):
+        x = np.array([[-3.0, 0.5, 2.0], [1.0, -1.0, 0.0]], "float32")
+        for e in keras_afl.entries("activation"):
+            y = keras.ops.convert_to_numpy(e.obj(x))
+            if e.family == "axis":  # normalises along its axis: sums to 1 there
+                np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-6, err_msg=e.name)
+            else:  # element by element: each value alone gives the same output
+                alone = [float(keras.ops.convert_to_numpy(e.obj(x[i:i + 1, j:j + 1]))[0, 0])
+                         for i in range(2) for j in range(3)]
+                np.testing.assert_allclose(y.ravel(), alone, rtol=1e-6, err_msg=e.name)
+            assert {"probabilities": (y.min() >= 0) and (y.max() <= 1),
+                    "non_negative": y.min() >= 0, "values": y.min() < 0}[e.y_pred], e.name
+
+    @pytest.mark.parametrize("name", [e.name for e in keras_afl.entries("loss")])
+    def test_declared_labels_and_y_pred_match_behaviour(self, name):
+        e = keras_afl.entry(name)
+        y, good, worse = _declared_cases(e.labels, e.y_pred, np.random.default_rng(0))
+        loss = e.obj(reduction=None)
+        best = _mean_loss(loss, y, good)
+        assert np.isfinite(best) and best < 1e-2, (name, best)
+        for bad in worse:
+            assert _mean_loss(loss, y, bad) > best + 1e-2, name
+
+    @pytest.mark.parametrize("name", [e.name for e in keras_afl.entries("loss")])
+    def test_from_logits_switches_probabilities_to_logits(self, name):
+        e = keras_afl.entry(name)
+        if not e.has_from_logits:
+            assert e.expects() == e.y_pred
+            with pytest.raises(ValueError, match=f"`from_logits`: '{name}' has no from_logits"):
+                e.expects(from_logits=True)
+            return
+        assert (e.y_pred, e.expects(from_logits=True)) == ("probabilities", "logits")
+        rng = np.random.default_rng(1)
+        y, _, _ = _declared_cases(e.labels, e.y_pred, rng)
+        z = rng.normal(size=(6, 4)).astype("float32")
+        # binary: each output through a sigmoid; categorical / sparse: a softmax over the classes
+        p = keras.ops.sigmoid(z) if e.family == "binary" else keras.ops.softmax(z)
+        np.testing.assert_allclose(_mean_loss(e.obj(from_logits=True, reduction=None), y, z),
+                                   _mean_loss(e.obj(reduction=None), y,
+                                              keras.ops.convert_to_numpy(p)), rtol=1e-4)
+
+    def test_expects_refuses_an_activation(self):
+        with pytest.raises(ValueError, match="'afl_sigmoid' is an activation, not a loss"):
+            keras_afl.entry("afl_sigmoid").expects()
+
+
+# Every Keras loss lint and the configs accept: its public functions and classes, and every
+# name keras.losses.get resolves (aliases: mse, mae, mape, msle, kld, bce, MSE, ...).
+KERAS_LOSS_NAMES = sorted(
+    {n for n in dir(keras.losses) if not n.startswith("_")
+     and n not in ("get", "serialize", "deserialize", "Loss")}
+    | {n for n in registry._keras_tables()["loss"] if n not in keras_afl.names("loss")
+       and n not in ("Loss", "LossFunctionWrapper")})
+
+
+class TestKerasLosses:
+    @pytest.mark.parametrize("name", KERAS_LOSS_NAMES)
+    def test_every_keras_loss_has_a_description(self, name):
+        obj = getattr(keras.losses, name, None)
+        forms = [obj] if obj is not None else []
+        try:
+            keras.losses.get(name)
+            forms.append(name)
+        except (ValueError, TypeError):
+            pass  # a public class Keras's get() does not know (CategoricalGeneralizedCrossEntropy)
+        assert forms
+        for form in forms:
+            d = registry.describe_loss(form)
+            assert d is not None and d.origin == "keras", (
+                f"Keras's loss {name!r} has no description: add it to "
+                "keras_afl/_registry_table.py KERAS_LOSSES")
+            assert registry.KERAS_LOSSES[d.name] == d
+
+    def test_aliases_objects_classes_and_functions_agree(self):
+        k = keras.losses
+        assert {registry.describe_loss(x).name for x in (
+            "kld", "KLD", "kl_divergence", k.KLDivergence, k.KLDivergence(),
+            k.kl_divergence)} == {"kl_divergence"}
+        for alias, fn in (("mse", "mean_squared_error"), ("mae", "mean_absolute_error"),
+                          ("mape", "mean_absolute_percentage_error"), ("bce", "binary_crossentropy"),
+                          ("msle", "mean_squared_logarithmic_error"), ("poisson", "poisson")):
+            assert registry.describe_loss(alias) == registry.KERAS_LOSSES[fn], alias
+
+    def test_kld_and_poisson_facts(self):
+        kld, poisson = registry.KERAS_LOSSES["kl_divergence"], registry.KERAS_LOSSES["poisson"]
+        assert (kld.family, kld.y_pred, kld.labels) == ("categorical", "probabilities", "one_hot")
+        assert (poisson.family, poisson.y_pred, poisson.labels) == (
+            "regression", "non_negative", "non_negative")
+        # Keras's kld clips y_pred to [eps, 1] (probabilities, not logits): a logit of 3 counts as 1
+        y = np.array([[0.2, 0.8]], "float32")
+        assert float(keras.losses.kl_divergence(y, np.array([[3.0, 1.0]], "float32"))[0]) == \
+            pytest.approx(float(keras.losses.kl_divergence(y, np.array([[1.0, 1.0]], "float32"))[0]))
+        # Keras's poisson needs a rate > 0: a negative prediction gives NaN
+        assert np.isnan(float(keras.losses.poisson(np.array([[1.0]]), np.array([[-0.5]]))[0]))
+
+    @pytest.mark.parametrize("name", sorted(registry.KERAS_LOSSES))
+    def test_declared_labels_and_y_pred_match_keras_behaviour(self, name):
+        d = registry.KERAS_LOSSES[name]
+        loss = _keras_class(d)(reduction=None)
+        y, good, worse = _declared_cases(d.labels, d.y_pred, np.random.default_rng(0))
+        best = _mean_loss(loss, y, good)
+        assert np.isfinite(best), name
+        for bad in worse:
+            assert _mean_loss(loss, y, bad) > best + 1e-3, name
+
+    @pytest.mark.parametrize("name", sorted(n for n, d in registry.KERAS_LOSSES.items()
+                                            if d.has_from_logits))
+    def test_keras_from_logits_switches_probabilities_to_logits(self, name):
+        d = registry.KERAS_LOSSES[name]
+        assert d.expects(from_logits=True) == "logits"
+        cls = _keras_class(d)
+        rng = np.random.default_rng(1)
+        y, _, _ = _declared_cases(d.labels, d.y_pred, rng)
+        z = rng.normal(size=(6, 4)).astype("float32")
+        p = keras.ops.sigmoid(z) if d.family == "binary" else keras.ops.softmax(z)
+        np.testing.assert_allclose(_mean_loss(cls(from_logits=True, reduction=None), y, z),
+                                   _mean_loss(cls(reduction=None), y,
+                                              keras.ops.convert_to_numpy(p)), rtol=1e-4)
+
+    def test_describe_loss_keeps_the_from_logits_setting(self):
+        import functools
+
+        assert registry.describe_loss(
+            keras.losses.CategoricalCrossentropy(from_logits=True)).expects() == "logits"
+        assert registry.describe_loss(functools.partial(
+            keras.losses.binary_crossentropy, from_logits=True)).expects() == "logits"
+        d = registry.describe_loss(keras_afl.losses.FocalLoss(from_logits=True))
+        assert (d.origin, d.name, d.expects(), d.expects(from_logits=False)) == (
+            "keras_afl", "focal", "logits", "probabilities")
+        assert registry.describe_loss("afl_focal") == registry.describe_loss(keras_afl.losses.focal)
+
+    def test_describe_loss_custom_unknown_and_wrong_type(self):
+        assert registry.describe_loss(lambda y_true, y_pred: y_pred) is None
+        with pytest.raises(ValueError, match=r"Unknown loss name 'focl'\. Did you mean 'focal'\?"):
+            registry.describe_loss("focl")
+        with pytest.raises(TypeError, match=r"`loss` must be a loss name.*received 42"):
+            registry.describe_loss(42)
