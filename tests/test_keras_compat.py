@@ -220,3 +220,17 @@ def test_summary_scalar_without_tensorboard_writes_what_tf_summary_scalar_writes
     theirs = _write(tmp_path / "tf", lambda tag, v, step: tf.summary.scalar(tag, v, step=step))
     assert [(s, v.SerializeToString()) for s, v in ours] == \
         [(s, v.SerializeToString()) for s, v in theirs]
+
+
+# --------------------------------------------------------------------------- replaced by public API
+
+@pytest.mark.parametrize("dtype", ["float64", "mixed_float16", "mixed_bfloat16",
+                                   keras.DTypePolicy("mixed_float16")], ids=str)
+def test_a_loss_config_keeps_its_dtype_policy_through_public_api(dtype):
+    # get_config reads the policy with keras.dtype_policies.get (it read Loss._dtype_policy).
+    loss = keras_afl.losses.FocalLoss(dtype=dtype)
+    config = loss.get_config()
+    assert config["dtype"] == (dtype if isinstance(dtype, str) else dtype.name)
+    restored = keras_afl.losses.FocalLoss.from_config(config)
+    assert restored.dtype == keras.losses.Loss(dtype=dtype).dtype  # Keras's compute dtype
+    assert restored.get_config() == config

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._logits import _carried_logits
 
@@ -339,11 +340,9 @@ def _barrier(*structure):
     forward's, which would make it keep full-size intermediates in memory
     between the two.
     """
-    from tensorflow.compiler.tf2xla.python import xla  # no public API
-
     @tf.custom_gradient
-    def _identity(*tensors):
-        return list(xla.optimization_barrier(*tensors)), lambda *g: list(g)
+    def _identity(*tensors):  # the barrier is private TF API: keras_afl._keras_compat
+        return _keras_compat.optimization_barrier(*tensors), lambda *g: list(g)
 
     flat = tf.nest.flatten(structure)
     return tf.nest.pack_sequence_as(structure, _identity(*flat) if flat else [])

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import normalize_axis
 
 # Op type -> activation name; the loss functions name the activation they invert by op type.
@@ -138,7 +139,7 @@ def _carried_logits(y, op_type, axis=-1):
         if made_activation != activation or made_axis != want:
             return None
     else:
-        logits = getattr(y, "_keras_logits", None)
+        logits = _keras_compat.keras_logits(y)
         # Keras's sigmoid/softmax (the activation and axis unrecorded): eager tensors only.
         if not (tf.is_tensor(logits) and _is_eager(y) and _is_eager(logits)
                 and logits.shape == y.shape and _reproduces(y, logits, activation, want)):

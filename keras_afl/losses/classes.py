@@ -7,6 +7,7 @@ import inspect
 import keras
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl.activations import _attach_logits
 from keras_afl.losses._core import (
@@ -21,17 +22,15 @@ from keras_afl.losses.sparse import sparse_categorical_crossentropy, sparse_cate
 
 
 def _keras_reduce():
-    """Keras's mask getter and reduction (not public API; Keras 3.7-3.15 have both), or None.
+    """Keras's loss reduction (private: `keras_afl._keras_compat.loss_reduction`), or None.
 
-    Used by the Loss classes' half-precision path; without them the classes call
+    Used by the Loss classes' half-precision path; without it the classes call
     `keras.losses.Loss.__call__` (same results, with its casts).
     """
     try:
-        from keras.src.backend import get_keras_mask
-        from keras.src.losses.loss import reduce_weighted_values
-    except ImportError:  # pragma: no cover - a Keras that moved them
+        return _keras_compat.loss_reduction()
+    except RuntimeError:  # pragma: no cover - a Keras that moved it
         return None
-    return get_keras_mask, reduce_weighted_values
 
 
 _KERAS_REDUCE = _keras_reduce()
@@ -76,7 +75,7 @@ class _Loss(keras.losses.Loss):
         gradients are the same as after Keras's casts. Masks, sample weights and the
         reduction are Keras's own.
         """
-        get_mask, reduce = _KERAS_REDUCE
+        reduce, get_mask = _KERAS_REDUCE, _keras_compat.keras_mask
         in_mask = get_mask(y_pred)
         with tf.name_scope(self.name):
             if not tf.is_tensor(y_true):
@@ -107,20 +106,18 @@ class _Loss(keras.losses.Loss):
         logits = _carried_logits(y_pred, self._logits_op, axis)
         if logits is None:
             return y_pred
-        mask = getattr(y_pred, "_keras_mask", None)
+        mask = _keras_compat.keras_mask(y_pred)
         activation = self._logits_op.lower()
         out = _attach_logits(tf.cast(y_pred, self.dtype), tf.cast(logits, self.dtype), activation,
                              None if activation == "sigmoid" else axis)
-        if mask is not None:
-            try:
-                out._keras_mask = mask
-            except AttributeError:  # pragma: no cover - tensor types that refuse attributes
-                return y_pred
+        if mask is not None and not _keras_compat.set_keras_mask(out, mask):
+            return y_pred  # pragma: no cover - tensor types that refuse attributes
         return out
 
     def get_config(self):
         config = super().get_config()
-        config["dtype"] = None if self._given_dtype is None else self._dtype_policy.name
+        config["dtype"] = (None if self._given_dtype is None
+                           else keras.dtype_policies.get(self._given_dtype).name)
         config.update({k: v for k, v in self._settings().items()
                        if k not in self._unsaved_defaults or v != self._unsaved_defaults[k]})
         return config

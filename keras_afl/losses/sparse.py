@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
@@ -80,10 +81,7 @@ def _sparse_finish(flat_loss, batch, valid, dtype):
     loss = _done(loss, dtype)
     if valid is not None:
         # Tells keras.losses.Loss to average over the counted samples only.
-        try:
-            loss._keras_mask = tf.reshape(valid, tf.shape(loss))
-        except AttributeError:  # pragma: no cover - tensor types that refuse attributes
-            pass
+        _keras_compat.set_keras_mask(loss, tf.reshape(valid, tf.shape(loss)))
     return loss
 
 
