@@ -169,7 +169,8 @@ def describe(loss, afl_entries):
         except (ValueError, TypeError):
             obj = None
         if obj is None:
-            close = difflib.get_close_matches(loss, _names(afl_entries), n=1)
+            valid = [n for n in _names(afl_entries) if n != loss]
+            close = difflib.get_close_matches(loss, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
                 f"Unknown loss name {loss!r}.{hint} Expected a keras_afl loss name "

@@ -442,7 +442,7 @@ def test_compare_needs_distinct_losses_of_one_kind():
         ["scores", "scores", "probabilities"]
 
 
-def test_loss_kind_reads_names():
+def test_loss_kind_reads_the_registry():
     def fam(name):
         return cli_config.loss_kind(name)[0]
 
@@ -451,13 +451,32 @@ def test_loss_kind_reads_names():
     assert [fam(n) for n in ("afl_cce", "categorical_focal", "CategoricalCrossentropy")] == \
         ["onehot"] * 3
     assert fam("afl_sparse_categorical_crossentropy") == fam("sparse_categorical_focal") == "sparse"
-    assert [fam(n) for n in ("afl_mse", "afl_huber", "mse", "Huber")] == ["regression"] * 4
-    for e in keras_afl.entries("loss"):  # every registry loss is classified on purpose
-        assert fam(e.name) in ("binary", "onehot", "sparse", "regression")
-    y_pred = {n: cli_config.loss_kind(n)[1] for n in ("afl_hinge", "Hinge", "focal", "afl_bce")}
+    assert [fam(n) for n in ("afl_mse", "afl_huber", "mse", "Huber", "poisson")] == \
+        ["regression"] * 5
+    # Named neither "binary" nor "categorical": the registry's table knows them (the old
+    # guess from the name made dice and ctc regression losses).
+    assert [fam(n) for n in ("kld", "dice", "tversky", "ctc", "categorical_hinge")] == \
+        ["onehot", "binary", "binary", "sparse", "onehot"]
+    for e in keras_afl.entries("loss"):  # every registry loss, from its entry
+        assert fam(e.name) == cli_config.TARGETS[e.family]
+    y_pred = {n: cli_config.loss_kind(n)[1] for n in ("afl_hinge", "Hinge", "focal", "afl_bce",
+                                                      "ctc")}
     assert y_pred == {"afl_hinge": "scores", "Hinge": "scores", "focal": "probabilities",
-                      "afl_bce": "probabilities"}
+                      "afl_bce": "probabilities", "ctc": "scores"}
     assert cli_config.loss_kind("focal", from_logits=True) == ("binary", "scores")
+    assert cli_config.loss_kind(keras_afl.losses.FocalLoss(from_logits=True)) == ("binary", "scores")
+    with pytest.raises(ValueError, match="does not describe the loss"):
+        cli_config.loss_kind(lambda y_true, y_pred: y_pred)
+
+
+def test_config_takes_from_logits_from_the_loss_it_builds():
+    cfg = copy.deepcopy(BASE)
+    cfg["training"]["loss"] = {"name": "BinaryCrossentropy", "params": {"from_logits": True}}
+    spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    assert (spec["family"], spec["outputs"]) == ("binary", "scores")
+    cfg["training"]["loss"] = "dice"
+    spec = cli_config.validate(cfg, "c.yaml")["training"]["losses"][0]
+    assert (spec["family"], spec["outputs"]) == ("binary", "probabilities")
 
 
 # --------------------------------------------------------------------------- list
@@ -474,9 +493,17 @@ def test_list_json_has_every_registry_name_and_its_notes(capsys):
         assert r["uses"] == list(e.uses) and r["pairings"] == list(e.pairings)
         assert r["properties"] == list(e.properties)
         assert set(r["parameters"]) == set(e.parameters())
+        assert (r["family"], r["y_pred"], r["labels"]) == (e.family, e.y_pred, e.labels)
     assert len(data["activations"]) == len(keras_afl.entries("activation"))
     assert len(data["losses"]) == len(keras_afl.entries("loss"))
     assert listed["afl_elu"]["parameters"] == {"alpha": 1.0}
+    assert {k: listed["focal"][k] for k in ("family", "y_pred", "y_pred_from_logits", "labels")} \
+        == {"family": "binary", "y_pred": "probabilities", "y_pred_from_logits": "logits",
+            "labels": "binary"}
+    assert (listed["afl_hinge"]["y_pred"], listed["afl_hinge"]["y_pred_from_logits"],
+            listed["afl_hinge"]["labels"]) == ("scores", None, "signed")
+    assert (listed["afl_softmax"]["family"], listed["afl_softmax"]["y_pred"]) == (
+        "axis", "probabilities")
 
 
 def test_list_human_table_shows_names_and_notes(capsys):
@@ -608,6 +635,16 @@ def test_check_has_a_reference_for_every_registered_function():
     cases = cli_check.all_cases()
     for e in keras_afl.entries():
         assert cases.get(e.name) is not None, f"no plain reference formula for {e.name}"
+
+
+def test_check_feeds_each_loss_what_the_registry_says_it_reads():
+    kinds = {e.name: cli_check._input_kind(e, {}) for e in keras_afl.entries("loss")}
+    assert kinds == {
+        "afl_mse": "error", "afl_huber": "error", "afl_bce": "prob", "focal": "prob",
+        "afl_hinge": "score", "afl_cce": "softmax", "categorical_focal": "softmax",
+        "afl_sparse_categorical_crossentropy": "sparse_softmax",
+        "sparse_categorical_focal": "sparse_softmax"}
+    assert cli_check._input_kind(keras_afl.entry("focal"), {"from_logits": True}) == "logit"
 
 
 def test_check_catches_a_wrong_gradient():

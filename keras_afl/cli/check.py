@@ -160,38 +160,53 @@ def _onehot(y, n):
     return _tf().one_hot(_tf().cast(y, "int32"), n, dtype=_tf().float64)
 
 
-# loss name -> (constructor settings, plain formula ref(y_true, y_pred), input kind)
-# input kinds: "prob" (binary probability), "logit" (binary, from_logits), "score"
-# (hinge), "softmax" (categorical: differentiated w.r.t. logits through tf.nn.softmax),
-# "sparse_softmax", "error" (regression).
+# loss name -> (constructor settings, plain formula ref(y_true, y_pred)); what the loss is
+# fed (`_input_kind`) comes from the registry's family and `expects()`.
 LOSS_REFERENCES = {
-    "afl_mse": ({}, _mse, "error"),
-    "afl_huber": ({}, _huber, "error"),
-    "afl_bce": ({}, _bce, "prob"),
-    "focal": ({}, _binary_focal, "prob"),
-    "afl_hinge": ({}, _hinge, "score"),
-    "afl_cce": ({}, _cce, "softmax"),
-    "categorical_focal": ({}, _categorical_focal, "softmax"),
-    "afl_sparse_categorical_crossentropy": ({}, _cce, "sparse_softmax"),
-    "sparse_categorical_focal": ({}, _categorical_focal, "sparse_softmax"),
+    "afl_mse": ({}, _mse),
+    "afl_huber": ({}, _huber),
+    "afl_bce": ({}, _bce),
+    "focal": ({}, _binary_focal),
+    "afl_hinge": ({}, _hinge),
+    "afl_cce": ({}, _cce),
+    "categorical_focal": ({}, _categorical_focal),
+    "afl_sparse_categorical_crossentropy": ({}, _cce),
+    "sparse_categorical_focal": ({}, _categorical_focal),
 }
 # extra settings checked under their own row names
 LOSS_VARIANTS = {
     "focal(from_logits)": ("focal", {"from_logits": True},
-                           lambda y, z: _binary_focal(y, _tf().sigmoid(z)), "logit"),
-    "focal(gamma=0.5)": ("focal", {"gamma": 0.5},
-                         lambda y, p: _binary_focal(y, p, gamma=0.5), "prob"),
+                           lambda y, z: _binary_focal(y, _tf().sigmoid(z))),
+    "focal(gamma=0.5)": ("focal", {"gamma": 0.5}, lambda y, p: _binary_focal(y, p, gamma=0.5)),
     "afl_bce(from_logits)": ("afl_bce", {"from_logits": True},
-                             lambda y, z: _bce(y, _tf().sigmoid(z)), "logit"),
-    "afl_huber(delta=0.5)": ("afl_huber", {"delta": 0.5},
-                             lambda y, p: _huber(y, p, delta=0.5), "error"),
+                             lambda y, z: _bce(y, _tf().sigmoid(z))),
+    "afl_huber(delta=0.5)": ("afl_huber", {"delta": 0.5}, lambda y, p: _huber(y, p, delta=0.5)),
 }
+
+
+def _input_kind(entry, settings):
+    """What a loss with `settings` is checked on, from the registry: "error" (regression:
+    y_pred = y_true + error), "prob" / "logit" / "score" (binary: a probability, a logit, a
+    hinge score), "softmax" / "sparse_softmax" (categorical / sparse: differentiated w.r.t.
+    logits through tf.nn.softmax, one-hot or integer labels)."""
+    reads = entry.expects(from_logits=bool(settings.get("from_logits")))
+    if entry.family == "regression":
+        return "error"
+    if entry.family in ("categorical", "sparse") and reads == "probabilities":
+        return "softmax" if entry.family == "categorical" else "sparse_softmax"
+    if entry.family == "binary" and reads in ("probabilities", "logits", "scores"):
+        return {"probabilities": "prob", "logits": "logit", "scores": "score"}[reads]
+    raise ValueError(f"keras-afl check has no inputs for a {entry.family} loss of {reads} "
+                     f"({entry.name} with {settings})")
+
+
 _CLASSES = 4
 
 
-def _loss_case(name, cls, settings, ref, kind):
+def _loss_case(name, entry, settings, ref):
     tf = _tf()
-    loss = cls(**settings)
+    loss = entry.obj(**settings)
+    kind = _input_kind(entry, settings)
     n = 6
 
     def our(c, x):
@@ -254,13 +269,13 @@ def _loss_cases():
     out = {}
     for e in keras_afl.entries("loss"):
         if e.name in LOSS_REFERENCES:
-            settings, ref, kind = LOSS_REFERENCES[e.name]
-            out[e.name] = _loss_case(e.name, e.obj, settings, ref, kind)
+            settings, ref = LOSS_REFERENCES[e.name]
+            out[e.name] = _loss_case(e.name, e, settings, ref)
         else:
             out[e.name] = None  # reported as "no reference formula" (a failure)
-    for label, (base, settings, ref, kind) in LOSS_VARIANTS.items():
+    for label, (base, settings, ref) in LOSS_VARIANTS.items():
         if base in out and out[base] is not None:
-            out[label] = _loss_case(label, keras_afl.entry(base).obj, settings, ref, kind)
+            out[label] = _loss_case(label, keras_afl.entry(base), settings, ref)
     return out
 
 

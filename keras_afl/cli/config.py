@@ -10,7 +10,7 @@ anything trains, and returns the normalised config (defaults filled in) that
 The schema is `SCHEMA` below (what `keras-afl train --help` prints; a string
 constant, not this docstring, so that the help survives `python -OO`).
 `loss_kind` says what a loss expects (its targets, its `y_pred`) for the rest
-of the app.
+of the app, read from the registry (`keras_afl.registry.describe_loss`).
 """
 
 from __future__ import annotations
@@ -255,32 +255,31 @@ def _check_initializer(ck, value, key):
 
 # --------------------------------------------------------------------------- losses
 
-def loss_kind(name, *, from_logits=False):
-    """What the loss `name` expects, guessed from its name: `(family, y_pred)`.
+# The registry's loss family -> the app's word for how `keras-afl train` encodes targets.
+TARGETS = {"regression": "regression", "binary": "binary", "categorical": "onehot",
+           "sparse": "sparse"}
 
-    `family` is how it wants its targets: "binary", "onehot", "sparse" or
-    "regression". `y_pred` is "scores" for hinge losses and any loss given
-    `from_logits=True`, else "probabilities" (regression losses too: the app
-    reads `y_pred` for binary tasks only).
 
-    The app's one guess at a loss's purpose (config checks, target encoding,
-    metrics, plot axes all read it), made from the canonical name: keras_afl's
-    names and Keras's both say what they are ("sparse_categorical_...",
-    "categorical_...", "binary_...", "focal", "hinge"; CamelCase class names
-    too). The library's registry has no such description of a loss yet; when it
-    does, this function reads it instead.
+def loss_kind(loss, *, from_logits=None):
+    """What a loss expects, in the app's words: `(family, y_pred)`, read from the registry.
+
+    `loss` is a keras_afl or Keras loss name, or a Loss object
+    (`keras_afl.registry.describe_loss`, whose one table knows both). `family`
+    is how `keras-afl train` encodes the targets: "binary", "onehot",
+    "sparse" or "regression" (`TARGETS` of the registry's family). `y_pred`
+    is how the app reads the predictions: "scores" (thresholded at 0) where
+    the loss reads logits or hinge scores -- `from_logits=True` (default: the
+    loss's own setting) makes a loss of probabilities read logits -- else
+    "probabilities" (regression losses too: the app reads `y_pred` for binary
+    tasks only). ValueError for a loss the registry does not describe.
     """
-    n = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()  # CamelCase class names -> snake
-    if "sparse" in n:
-        family = "sparse"
-    elif "categorical" in n or n.endswith("cce") or "kl_divergence" in n or n == "kld":
-        family = "onehot"
-    elif any(w in n for w in ("binary", "bce", "focal", "hinge")):
-        family = "binary"
-    else:
-        family = "regression"
-    y_pred = "scores" if ("hinge" in name.lower() or from_logits) else "probabilities"
-    return family, y_pred
+    import keras_afl
+
+    d = keras_afl.registry.describe_loss(loss)
+    if d is None:
+        raise ValueError(f"keras_afl's registry does not describe the loss {loss!r}")
+    kind = d.expects(from_logits)
+    return TARGETS[d.family], "scores" if kind in ("logits", "scores") else "probabilities"
 
 
 def _check_loss(ck, value, key):
@@ -302,7 +301,6 @@ def _check_loss(ck, value, key):
     except (ValueError, TypeError):
         e = None
     if e is not None:
-        canonical = e.name
         allowed = [p for p in e.parameters()]
         for p in params:
             if p not in allowed:
@@ -320,7 +318,7 @@ def _check_loss(ck, value, key):
                               "(`keras-afl list --kind loss` shows keras_afl's names)")
         cls = getattr(keras.losses, name, None)
         if isinstance(cls, type):
-            canonical, factory = cls.__name__, cls
+            factory = cls
             allowed = [p for p in inspect.signature(cls).parameters
                        if p not in ("self", "reduction", "name", "dtype", "kwargs")]
             for p in params:
@@ -329,19 +327,22 @@ def _check_loss(ck, value, key):
                             f"{name!r} has no parameter {p!r}{did_you_mean(p, allowed)} "
                             f"(its parameters: {', '.join(allowed) or 'none'})")
         else:
-            canonical = getattr(resolved, "__name__", name)
             if params:
                 ck.fail(_join(key, "params"),
                         f"Keras's {name!r} is a function and takes no parameters; use a keras_afl "
                         "loss or a Keras loss class name (e.g. 'Huber') to pass parameters")
             factory = None
+    loss = name
     if factory is not None:
         try:
-            factory(**params)  # the loss validates its own settings
+            loss = factory(**params)  # the loss validates its own settings
         except (ValueError, TypeError) as err:
             ck.fail(_join(key, "params"), f"invalid parameters for {name!r}: {err}")
 
-    family, outputs = loss_kind(canonical, from_logits=bool(params.get("from_logits")))
+    try:
+        family, outputs = loss_kind(loss)  # with its from_logits setting
+    except ValueError as err:
+        ck.fail(name_key, f"{name!r}: {err}; use a keras_afl or Keras loss")
     label = name if not params else name + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
     return {"name": name, "params": dict(params), "label": label, "family": family,
             "outputs": outputs}

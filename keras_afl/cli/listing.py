@@ -2,7 +2,8 @@
 
 Prints every registered activation and loss (or the NAMEs given, by string
 name or alias): string names, parameters with their defaults, formula,
-derivative, output range, properties, typical uses and pairings -- a table
+derivative, output range, what it is for (family, y_pred, labels), properties,
+typical uses and pairings -- a table
 and notes, or JSON (`entry_record`). Reads the registry through
 `keras_afl.entries()` / `keras_afl.entry()`; needs nothing of the `cli` extra.
 """
@@ -56,6 +57,10 @@ def entry_record(e):
         "formula": e.formula,
         "derivative": e.derivative,
         "output_range": e.output_range,
+        "family": e.family,
+        "y_pred": e.y_pred,
+        "y_pred_from_logits": e.expects(from_logits=True) if e.has_from_logits else None,
+        "labels": e.labels,
         "properties": list(e.properties),
         "uses": list(e.uses),
         "pairings": list(e.pairings),
@@ -71,6 +76,17 @@ def _public_path(obj):
         if getattr(package, obj.__qualname__, None) is obj:
             return f"{package.__name__}.{obj.__qualname__}"
     return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _purpose(e):
+    """The registry's family / y_pred / labels of an entry, in words."""
+    from keras_afl import registry
+
+    if e.kind == "activation":
+        return f"{registry.ACTIVATION_FAMILIES[e.family]}; outputs {e.y_pred}"
+    logits = " (logits with from_logits=True)" if e.has_from_logits else ""
+    return (f"{e.family} loss; y_pred: {e.y_pred}{logits}; labels: {e.labels}, "
+            f"{registry.LABEL_FORMATS[e.labels]}")
 
 
 def _jsonable(v):
@@ -104,7 +120,7 @@ def _human_list(entries):
             out.append(f"{e.name}  ({_public_path(e.obj)})")
             for label, value in (
                 ("formula", e.formula), ("derivative", e.derivative),
-                ("range", e.output_range),
+                ("range", e.output_range), ("for", _purpose(e)),
                 ("properties", "; ".join(e.properties)), ("uses", "; ".join(e.uses)),
                 ("pairings", "; ".join(e.pairings)),
             ):

@@ -49,7 +49,7 @@ def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
     import tensorflow as tf
 
     x = tf.constant(np.linspace(*x_range, n), tf.float64)
-    softmax = "axis" in entry.parameters()
+    softmax = entry.family == "axis"  # normalises along an axis: plot one of two outputs
     with tf.GradientTape() as tape:
         tape.watch(x)
         if softmax:
@@ -63,20 +63,14 @@ def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
 
 def x_axis(entry):
     """What the x-axis of `entry`'s plot is: "input" (activations), "error" (regression
-    losses), "score" (hinge, from_logits) or "probability" (other losses)."""
+    losses), "score" (losses of scores or logits: hinge, from_logits) or "probability"
+    (other losses), from the registry's `family` and `expects()` at the default settings."""
     if entry.kind == "activation":
         return "input"
-    family, y_pred = _loss_kind(entry)
-    if family == "regression":
+    if entry.family == "regression":
         return "error"
-    return "score" if y_pred == "scores" else "probability"
-
-
-def _loss_kind(entry):
-    """`keras_afl.cli.config.loss_kind` of a registry loss with its default settings."""
-    from keras_afl.cli.config import loss_kind
-
-    return loss_kind(entry.name, from_logits=bool(getattr(entry.obj(), "from_logits", False)))
+    kind = entry.expects(from_logits=bool(entry.parameters().get("from_logits")))
+    return "score" if kind in ("scores", "logits") else "probability"
 
 
 def loss_curves(entry, n=801, x_range=None):
@@ -88,7 +82,7 @@ def loss_curves(entry, n=801, x_range=None):
     """
     import tensorflow as tf
 
-    family, _ = _loss_kind(entry)
+    family = entry.family
     loss = entry.obj()
     axis = x_axis(entry)
     scores = axis == "score"
@@ -110,7 +104,7 @@ def loss_curves(entry, n=801, x_range=None):
         if family == "binary":
             y_true = tf.fill((n, 1), float(label))
             build = lambda q: q  # noqa: E731
-        elif family == "onehot":
+        elif family == "categorical":
             y_true = tf.constant(np.eye(2, dtype=np.float32)[np.full(n, label)])
             build = lambda q: tf.concat([1.0 - q, q], axis=-1)  # noqa: E731
         else:  # sparse

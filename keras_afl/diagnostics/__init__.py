@@ -16,15 +16,20 @@ the wrong thing or cannot learn, "warning" that it trains worse than it could,
 "info" that a check was skipped or a setting is unusual but harmless):
 
     rule                                   severity  what
-    softmax-binary-loss                    error     softmax output on >1 class with binary cross-entropy / focal
-    sigmoid-categorical-loss               error     sigmoid output with (sparse) categorical cross-entropy / focal
+    softmax-binary-loss                    error     softmax output on >1 class with a binary loss of probabilities
+                                                     (binary cross-entropy / focal, Dice, Tversky)
+    sigmoid-categorical-loss               error     sigmoid output with a categorical or sparse loss of
+                                                     probabilities ((sparse) categorical cross-entropy / focal, KLD)
     softmax-single-unit                    error     softmax over one unit: always 1, nothing to learn
-    linear-output-probability-loss         error     linear output, cross-entropy/focal with from_logits=False
-    probability-output-from-logits         warning   sigmoid/softmax output, cross-entropy/focal with from_logits=True;
-                                                     error for Keras's focal losses, and for Keras's
+    linear-output-probability-loss         error     linear output, a loss that reads probabilities
+                                                     (cross-entropy/focal with from_logits=False, KLD, Dice)
+    probability-output-from-logits         warning   sigmoid/softmax output, a loss that reads logits
+                                                     (cross-entropy/focal with from_logits=True, CTC);
+                                                     error for Keras's focal losses and CTC, and for Keras's
                                                      cross-entropies on a float16/bfloat16 output
-    hinge-bounded-output                   warning   hinge loss on a sigmoid/softmax output
-    regression-loss-classification-output  warning   MSE / MAE / Huber on a sigmoid/softmax output
+    hinge-bounded-output                   warning   hinge loss (scores) on a sigmoid/softmax output
+    regression-loss-classification-output  warning   regression loss (MSE, MAE, Huber, Poisson, ...) on a
+                                                     sigmoid/softmax output
     selu-initializer                       warning   SELU fed by weights that are not LeCun-normal
     selu-batchnorm                         warning   BatchNormalization in a SELU network
     selu-dropout                           warning   plain Dropout in a SELU network (AlphaDropout expected)
@@ -37,7 +42,9 @@ The loss is `lint(model, loss=...)` if given, else the compiled `model.loss`:
 a string (Keras's "binary_crossentropy", "mse", "hinge", ... or keras_afl's
 "afl_bce", "focal", ...), a `keras.losses.Loss` object (Keras's or
 keras_afl's), a loss class or function, or a list / dict of those for a
-model with several outputs.
+model with several outputs. What each loss is for (its family, the `y_pred` it
+reads, its labels) comes from `keras_afl.registry.describe_loss`, the registry's
+one table for keras_afl's and Keras's losses.
 """
 
 from keras_afl.diagnostics._findings import RULES, SEVERITIES, Finding, Findings

@@ -11,11 +11,13 @@ RULES = {
     "softmax-binary-loss": ("error", "softmax output on more than one class with a binary loss"),
     "sigmoid-categorical-loss": ("error", "sigmoid output with a categorical loss"),
     "softmax-single-unit": ("error", "softmax over a single unit (always 1)"),
-    "linear-output-probability-loss": ("error", "linear output, cross-entropy with from_logits=False"),
-    "probability-output-from-logits": ("warning", "sigmoid/softmax output, from_logits=True "
+    "linear-output-probability-loss": ("error", "linear output, a loss of probabilities "
+                                                "(from_logits=False)"),
+    "probability-output-from-logits": ("warning", "sigmoid/softmax output, a loss of logits "
                                                   "(error where the loss reads probabilities as logits)"),
-    "hinge-bounded-output": ("warning", "hinge loss on a sigmoid/softmax output"),
-    "regression-loss-classification-output": ("warning", "MSE/MAE/Huber on a sigmoid/softmax output"),
+    "hinge-bounded-output": ("warning", "hinge (scores) loss on a sigmoid/softmax output"),
+    "regression-loss-classification-output": ("warning", "regression loss (MSE, Huber, ...) on a "
+                                                      "sigmoid/softmax output"),
     "selu-initializer": ("warning", "SELU without LeCun-normal initialisation"),
     "selu-batchnorm": ("warning", "BatchNormalization in a SELU network"),
     "selu-dropout": ("warning", "plain Dropout in a SELU network (AlphaDropout expected)"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import re
 
 import keras
 import numpy as np
@@ -21,43 +20,21 @@ DEEP_STACK = 4  # consecutive sigmoid/tanh hidden layers that trigger `deep-satu
 
 @dataclasses.dataclass
 class _LossInfo:
+    """One output's loss as lint sees it: the label for messages and what the registry says."""
+
     label: str          # how the user wrote it, for messages
-    family: str         # "binary", "categorical", "hinge", "regression" or "other"
-    from_logits: bool
+    family: str         # the registry's family ("binary", ...), or "other" for a custom loss
+    y_pred: str = ""    # what the loss reads as y_pred with its from_logits setting
+    has_from_logits: bool = False
     origin: str = "other"  # "keras_afl", "keras" or "other": whose loss it is
-    name: str = ""         # the class or function name
+    name: str = ""         # keras_afl's canonical name or Keras's function name
 
 
-# Keras's focal losses apply sigmoid/softmax to y_pred when from_logits=True without looking
-# for the logits a sigmoid/softmax output carries (Keras 3.15; the test checks it).
-_KERAS_FOCAL = ("BinaryFocalCrossentropy", "CategoricalFocalCrossentropy",
-                "binary_focal_crossentropy", "categorical_focal_crossentropy")
-
-
-def _origin(obj):
-    module = getattr(obj, "__module__", None) or type(obj).__module__ or ""
-    root = module.split(".")[0]
-    return root if root in ("keras_afl", "keras") else "other"
-
-
-def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("__", "_")
-
-
-def _family(name):
-    n = _snake(name)
-    if "hinge" in n:
-        return "hinge"
-    if "categorical" in n:
-        return "categorical"
-    if "binary" in n or "bce" in n or "focal" in n:
-        return "binary"
-    if n.endswith("cce"):
-        return "categorical"
-    if any(w in n for w in ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh",
-                            "logcosh")) or n.endswith(("mse", "mae")):
-        return "regression"
-    return "other"
+# Keras's losses that look for the logits a sigmoid/softmax output carries (its
+# cross-entropies, through keras.ops); every other Keras loss that reads logits (its focal
+# losses, ctc) applies its own sigmoid/softmax to y_pred (Keras 3.15; the tests check it).
+_KERAS_READS_CARRIED_LOGITS = ("binary_crossentropy", "categorical_crossentropy",
+                               "sparse_categorical_crossentropy")
 
 
 def _loss_names():
@@ -65,22 +42,33 @@ def _loss_names():
         n for n in dir(keras.losses) if not n.startswith("_")} | {"mse", "mae", "bce"})
 
 
+def _label(obj):
+    """The class or function name of a loss, for messages."""
+    if isinstance(obj, keras.losses.Loss):
+        fn = getattr(obj, "fn", None)  # Keras's LossFunctionWrapper
+        name = type(obj).__name__
+        return getattr(fn, "__name__", name) if name == "LossFunctionWrapper" and fn else name
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return getattr(obj, "__name__", type(obj).__name__)
+
+
 def _describe_loss(loss):
-    """A `_LossInfo` for one loss given as string, object, class or function."""
+    """A `_LossInfo` for one loss given as string, object, class or function, from
+    `keras_afl.registry.describe_loss` (the registry's table, Keras's losses included)."""
     if isinstance(loss, str):
         label = loss
         try:
             obj = keras.losses.get(loss)
         except (ValueError, TypeError):
+            obj = None
+        if obj is None:
             close = difflib.get_close_matches(loss, _loss_names(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(
                 f"`loss`: unknown loss {loss!r}{hint} Expected a Keras or keras_afl loss name "
                 "(`keras-afl list --kind loss` lists keras_afl's), a Loss object or a function."
-            ) from None
-        if obj is None:
-            raise ValueError(f"`loss`: unknown loss {loss!r}. Expected a Keras or keras_afl "
-                             "loss name, a Loss object or a function.")
+            )
     else:
         obj = loss
         label = None
@@ -88,38 +76,18 @@ def _describe_loss(loss):
         obj = keras.losses.deserialize(obj)
     if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
         obj = obj()
-    from_logits = False
-    if isinstance(obj, keras.losses.Loss):
-        fn = getattr(obj, "fn", None)  # Keras's LossFunctionWrapper
-        name, source = type(obj).__name__, type(obj)
-        if name == "LossFunctionWrapper" and fn is not None:
-            name, source = getattr(fn, "__name__", name), fn
-        origin = _origin(source)
-        from_logits = getattr(obj, "from_logits", None)
-        if from_logits is None:
-            try:
-                from_logits = obj.get_config().get("from_logits", False)
-            except (NotImplementedError, TypeError, AttributeError):
-                from_logits = False
-        label = label or name
-    elif callable(obj):
-        fn = obj
-        kwargs = {}
-        while isinstance(fn, functools.partial):
-            kwargs = {**fn.keywords, **kwargs}
-            fn = fn.func
-        name = getattr(fn, "__name__", type(fn).__name__)
-        origin = _origin(fn)
-        from_logits = kwargs.get("from_logits", False)
-        label = label or name
-    else:
+    if not (isinstance(obj, keras.losses.Loss) or callable(obj)):
         raise TypeError(
             f"`loss` must be a loss name, a keras.losses.Loss, a loss function, or a list/dict "
             f"of those; received {loss!r} (type {type(loss).__name__}). Fix: pass e.g. "
             "loss='binary_crossentropy' or keras_afl.losses.FocalLoss()."
         )
-    return _LossInfo(label=label, family=_family(name), from_logits=bool(from_logits),
-                     origin=origin, name=name)
+    label = label or _label(obj)
+    d = _registry.describe_loss(obj)
+    if d is None:
+        return _LossInfo(label=label, family="other", name=_label(obj))
+    return _LossInfo(label=label, family=d.family, y_pred=d.expects(),
+                     has_from_logits=d.has_from_logits, origin=d.origin, name=d.name)
 
 
 def _losses_per_output(loss, outputs):
@@ -147,36 +115,37 @@ def _probability_from_logits(where, kind, info, half):
     """The `probability-output-from-logits` finding: an error where the loss surely reads the
     probabilities as logits, a warning where it recovers the logits the output carries."""
     squash = "sigmoid" if kind == "sigmoid" else "softmax"
-    common = (f"the output is a {kind} (probabilities) but the loss has from_logits=True, which "
-              "expects raw scores. ")
-    if info.origin == "keras" and info.name in _KERAS_FOCAL:
+    setting = ("has from_logits=True, which expects" if info.has_from_logits
+               else "reads y_pred as logits:")
+    common = f"the output is a {kind} (probabilities) but the loss {setting} raw scores. "
+    fix = (_FROM_LOGITS_FIX if info.has_from_logits else _LOGITS_ONLY_FIX).format(kind=kind)
+    if info.origin == "keras" and info.name not in _KERAS_READS_CARRIED_LOGITS:
         return _finding(
             "probability-output-from-logits", where,
-            common + f"Keras's {info.name} applies a {squash} to y_pred itself, so it computes "
+            common + f"Keras's {info.label} applies a {squash} to y_pred itself, so it computes "
             f"the loss of {squash}(probabilities): the model trains on the wrong loss.",
-            _FROM_LOGITS_FIX.format(kind=kind), severity="error")
+            fix, severity="error")
     if info.origin == "keras" and half:
         return _finding(
             "probability-output-from-logits", where,
             common + f"The output is computed in {half} (mixed precision): Keras's loss casts it "
             "to float32 first, the cast tensor no longer carries the logits, and the "
             "probabilities are read as logits: the model trains on the wrong loss.",
-            _FROM_LOGITS_FIX.format(kind=kind), severity="error")
+            fix, severity="error")
     if info.origin == "keras_afl":
         why = ("keras_afl's losses use the logits a sigmoid/softmax output carries, also across "
                "a cast (mixed precision), so this model trains as meant; but any other path to "
                "the loss (a Lambda, another backend, a custom loss) reads the probabilities as "
                "logits.")
     elif info.origin == "keras":
-        why = (f"Keras's {info.name} uses the logits a sigmoid/softmax output carries (with a "
+        why = (f"Keras's {info.label} uses the logits a sigmoid/softmax output carries (with a "
                "warning) only while y_pred is that output's own tensor: after a cast (mixed "
                "precision) or a layer that makes a new tensor it reads the probabilities as "
                "logits.")
     else:
         why = ("A loss that does not look for the logits a sigmoid/softmax output carries reads "
                "the probabilities as logits.")
-    return _finding("probability-output-from-logits", where, common + why,
-                    _FROM_LOGITS_FIX.format(kind=kind))
+    return _finding("probability-output-from-logits", where, common + why, fix)
 
 
 _FROM_LOGITS_FIX = (
@@ -184,6 +153,9 @@ _FROM_LOGITS_FIX = (
     "final {kind} and keep from_logits=True. A task model that picks its loss from the output "
     "activation (KerasHub's classifiers choose from_logits=True unless the activation is "
     "keras.activations.softmax itself) needs the loss passed explicitly to compile().")
+_LOGITS_ONLY_FIX = ("remove the final {kind}: this loss has no from_logits setting and always "
+                    "reads logits. A model that must output probabilities needs the {kind} "
+                    "applied after training, or a loss of probabilities passed to compile().")
 
 
 def _pairing(out_name, kind, units, info, half=None):
@@ -194,7 +166,8 @@ def _pairing(out_name, kind, units, info, half=None):
              + f") + loss {info.label!r}")
     classes = f"{units} classes" if units else "several classes"
     found = []
-    if kind == "softmax" and info.family == "binary" and units != 1:
+    probabilities = info.y_pred in ("probabilities", "logits")  # read through a sigmoid/softmax
+    if kind == "softmax" and info.family == "binary" and probabilities and units != 1:
         found.append(_finding(
             "softmax-binary-loss", where,
             f"a softmax output over {classes} with a binary cross-entropy loss: the loss scores "
@@ -204,7 +177,7 @@ def _pairing(out_name, kind, units, info, half=None):
             "one label per sample among K classes: categorical_crossentropy (one-hot labels) or "
             "sparse_categorical_crossentropy (integer labels) with the softmax; several labels "
             "per sample (multi-label): a sigmoid output with binary cross-entropy."))
-    if kind == "sigmoid" and info.family == "categorical":
+    if kind == "sigmoid" and info.family in ("categorical", "sparse") and probabilities:
         extra = (" With a single unit the normalised prediction is always 1, so the loss is "
                  "constant and nothing is learned." if units == 1 else "")
         found.append(_finding(
@@ -214,19 +187,25 @@ def _pairing(out_name, kind, units, info, half=None):
             "independent sigmoids do not sum to 1." + extra,
             "single-label multi-class: Dense(K) + softmax with categorical cross-entropy; binary "
             "or multi-label: keep the sigmoid and use binary cross-entropy (afl_bce) or focal."))
-    if info.family in ("binary", "categorical") and kind == "linear" and not info.from_logits:
+    if kind == "linear" and info.y_pred == "probabilities":
+        if info.has_from_logits:
+            reads = ("the loss has from_logits=False and reads them as probabilities: scores "
+                     "outside (0, 1) are clipped to [1e-7, 1 - 1e-7], so the loss is not the "
+                     "cross-entropy of the scores.")
+            fix = ("pass from_logits=True to the loss (e.g. keras_afl.losses.BinaryCrossentropy("
+                   "from_logits=True)), or end the model with a sigmoid (binary, multi-label) or "
+                   "softmax (multi-class) activation.")
+        else:
+            reads = ("the loss reads them as probabilities (it has no from_logits setting), so "
+                     "scores outside [0, 1] give a loss that does not measure the prediction.")
+            fix = ("end the model with a sigmoid (binary, multi-label) or softmax (multi-class) "
+                   "activation.")
         found.append(_finding(
             "linear-output-probability-loss", where,
-            "the output is linear (raw scores, any real number) but the loss has "
-            "from_logits=False and reads them as probabilities: scores outside (0, 1) are "
-            "clipped to [1e-7, 1 - 1e-7], so the loss is not the cross-entropy of the scores.",
-            "pass from_logits=True to the loss (e.g. keras_afl.losses.BinaryCrossentropy("
-            "from_logits=True)), or end the model with a sigmoid (binary, multi-label) or "
-            "softmax (multi-class) activation."))
-    if info.family in ("binary", "categorical") and kind in ("sigmoid", "softmax") \
-            and info.from_logits:
+            "the output is linear (raw scores, any real number) but " + reads, fix))
+    if kind in ("sigmoid", "softmax") and info.y_pred == "logits":
         found.append(_probability_from_logits(where, kind, info, half))
-    if info.family == "hinge" and kind in ("sigmoid", "softmax"):
+    if info.y_pred == "scores" and kind in ("sigmoid", "softmax"):
         found.append(_finding(
             "hinge-bounded-output", where,
             f"hinge loss on a {kind} output: hinge wants raw scores with a margin |score| >= 1, "
