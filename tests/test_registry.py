@@ -439,3 +439,17 @@ class TestKerasLosses:
             registry.describe_loss("focl")
         with pytest.raises(TypeError, match=r"`loss` must be a loss name.*received 42"):
             registry.describe_loss(42)
+
+
+def test_readme_names_every_word_of_the_vocabularies():
+    import os
+
+    from tests._checks import REPO
+
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Names as strings"):text.index("## Saving and loading")]
+    for words in (registry.LOSS_FAMILIES, registry.ACTIVATION_FAMILIES, registry.Y_PRED_KINDS,
+                  registry.LABEL_FORMATS):
+        for word in words:
+            assert f"`{word}`" in section, word
