@@ -138,9 +138,11 @@ def _check(got, exact, scale, dtype, bound, what, weight=1.0):
     normal = np.abs(exact) >= floor
     ok = np.where(normal, err <= bound * info.eps * np.maximum(scale, np.abs(exact)), err <= floor)
     bad = np.flatnonzero(~ok.ravel())
-    assert bad.size == 0, (
-        f"{what}: {bad.size} value(s) outside {bound} eps; first: got {got.ravel()[bad[0]]!r}, "
-        f"exact {exact.ravel()[bad[0]]!r} (error {err.ravel()[bad[0]] / (info.eps * max(scale.ravel()[bad[0]], abs(exact.ravel()[bad[0]])) or 1):.3g} eps)")
+    if bad.size:
+        i = bad[0]
+        g, e, sc = got.ravel()[i], exact.ravel()[i], max(scale.ravel()[i], abs(exact.ravel()[i]))
+        raise AssertionError(f"{what}: {bad.size} value(s) outside {bound} eps; first: got {g!r}, "
+                             f"exact {e!r} (error {abs(g - e) / (info.eps * sc or 1):.3g} eps)")
 
 
 def _binary_grid(dtype):
