@@ -27,7 +27,11 @@ that drift on a shared machine hits all of them alike:
   steps alternating between the two;
 - peak memory (resident set size: `VmHWM` on Linux, `ru_maxrss` elsewhere) of
   a deep MLP's training steps, each variant in a fresh process (the two run
-  side by side).
+  side by side);
+- the label checks (suite "checks"): value + gradient of a loss with label
+  checks (`keras_afl.losses._checks`) against the same loss traced with them
+  switched off (`_core._CHECK_LABELS = False`), at 2^20 elements, graph mode
+  and XLA.
 
 Ratios are ours / reference: below 1 is faster (or smaller). Targets are
 written into every row (`max_ratio`, `met`) and summarised per target.
@@ -56,7 +60,7 @@ from keras_afl.losses import _core as _losses_core
 
 __all__ = ["run", "main_table", "summary", "summary_table", "write_reports", "same_program", "TARGETS"]
 
-SUITES = ("activations", "losses", "training", "memory")
+SUITES = ("activations", "losses", "training", "memory", "checks")
 MODES = ("graph", "xla")
 DTYPES = ("float32", "bfloat16")
 DEFAULT_SIZES = (16, 20, 24)  # log2 of the number of elements
@@ -72,6 +76,7 @@ TARGETS = {
     "mlp": ("MLP training >= 1.0x the built-in's steps/s", 1.0),
     "dense_focal": ("dense-prediction focal training >= 1.3x steps/s", 1 / 1.3),
     "memory": ("peak memory <= 1.0x the built-in's", 1.0),
+    "label_checks": ("label checks cost <= 5% of the loss's time (2^20)", 1.05),
 }
 FLOOR_SIZE = 2**24
 SMALL = 2**22  # below: three times the repeats
@@ -685,8 +690,54 @@ def _load():
         return None
 
 
+# ----------------------------------------------------------------------------- label checks
+
+CHECK_SIZE = 2**20
+
+
+def check_cases():
+    """name -> (a fresh Loss with label checks, label kind): the losses whose labels are checked."""
+    return {
+        "bce_logits": (L.BinaryCrossentropy(from_logits=True), "binary"),
+        "focal_logits": (L.FocalLoss(from_logits=True, gamma=2.0, alpha=0.25), "binary"),
+        "hinge_binary": (L.Hinge(label_format="binary"), "binary"),
+        "sparse_cce_logits": (L.SparseCategoricalCrossentropy(from_logits=True), "sparse"),
+    }
+
+
+def traced_with_label_checks(on, step, *args):
+    """`step` traced for `args` with the label checks switched on or off (the switch is read
+    while tracing; later calls with these argument types reuse the trace)."""
+    before = _losses_core._CHECK_LABELS
+    _losses_core._CHECK_LABELS = on
+    try:
+        step.get_concrete_function(*args)
+    finally:
+        _losses_core._CHECK_LABELS = before
+    return step
+
+
+def bench_checks(size, modes, repeats, progress=None):
+    """Each checked loss (ours) against itself without the checks (reference): their cost."""
+    rows = []
+    for name in check_cases():
+        for mode in modes:
+            if progress:
+                progress.step(f"label checks {name} {mode} 2^{_log2(size)}")
+            (on, kind), (off, _) = check_cases()[name], check_cases()[name]
+            y, z = _loss_inputs(kind, size, tf.float32)
+            xla = mode == "xla"
+            fns = [traced_with_label_checks(True, _loss_step(on, xla), y, z),
+                   traced_with_label_checks(False, _loss_step(off, xla), y, z)]
+            samples = round_robin(fns, (y, z), _repeats_at(repeats, size))
+            rows.append(_timed_row("check", name, mode, "float32", size, "label_checks", samples))
+            if progress:
+                progress.advance()
+    return rows
+
+
 def _plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick):
-    n = 0
+    n = len(check_cases()) * len(modes) * ("checks" in suites)
     if "activations" in suites:
         n += len(names_a) * len(sizes) * len(dtypes) * len(modes)
     if "losses" in suites:
@@ -714,7 +765,8 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
         dtypes: Input dtypes (default float32 and bfloat16; quick: float32).
         modes: "graph" and/or "xla" (the inner `tf.function`'s `jit_compile`).
         repeats: Timed calls per case after warm-up (default 10; quick: 3).
-        suites: Any of "activations", "losses", "training", "memory".
+        suites: Any of "activations", "losses", "training", "memory", "checks" (the cost
+            of the label checks at 2^20 elements; quick: 2^12).
         activations, losses: Case names to run (default: all; quick: a few).
         progress: Draw a progress bar on stderr.
     """
@@ -742,6 +794,8 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
             rows += bench_training(repeats, quick, bar)
         if "memory" in suites:
             rows += bench_memory(quick, progress=bar)
+        if "checks" in suites:
+            rows += bench_checks(2**12 if quick else CHECK_SIZE, modes, repeats, bar)
     finally:
         bar.close()
     result = {"machine": {**machine(), "call_overhead_ms": round(call_overhead_ms(), 4)},
@@ -773,13 +827,16 @@ def summary(result):
     return out
 
 
+_SIZED = ("activation", "loss", "check")  # groups whose size is a number of elements
+
+
 def _label(r):
-    size = f"2^{_log2(r['size'])}" if r["group"] in ("activation", "loss") else f"batch {r['size']}"
+    size = f"2^{_log2(r['size'])}" if r["group"] in _SIZED else f"batch {r['size']}"
     return f"{r['case']} {r['mode']} {r['dtype']} {size}"
 
 
 def _size_text(r):
-    return f"2^{_log2(r['size'])}" if r["group"] in ("activation", "loss") else str(r["size"])
+    return f"2^{_log2(r['size'])}" if r["group"] in _SIZED else str(r["size"])
 
 
 def _met_text(met):

@@ -41,12 +41,16 @@ class TestQuickRun:
     def test_every_suite_and_quick_case_has_rows(self, quick_run):
         _, result, _ = quick_run
         rows = result["rows"]
-        assert {r["group"] for r in rows} == {"activation", "loss", "training", "memory"}
+        assert {r["group"] for r in rows} == {"activation", "loss", "training", "memory", "check"}
         for name in bench.QUICK_ACTIVATIONS:
             assert {r["mode"] for r in rows if r["case"] == name} == {"graph", "xla"}
         for name in bench.QUICK_LOSSES:
             assert {r["mode"] for r in rows if r["case"] == name} == {"graph", "xla"}
         assert len([r for r in rows if r["group"] == "training"]) == 2
+        for name in bench.check_cases():
+            assert {r["mode"] for r in rows if r["group"] == "check" and r["case"] == name} == \
+                {"graph", "xla"}
+            assert all(r["target"] == "label_checks" for r in rows if r["group"] == "check")
 
     def test_rows_have_positive_finite_times_and_consistent_ratios(self, quick_run):
         _, result, _ = quick_run
@@ -143,3 +147,24 @@ def test_terminal_table_lists_every_row(quick_run):
     text = bench.terminal_table(result)
     for r in result["rows"]:
         assert re.search(rf"^{re.escape(r['case'])}\s", text, re.M), r["case"]
+
+
+def _label_check_ops(step, *args):
+    graph = step.get_concrete_function(*args).graph
+    return [op.name for op in graph.get_operations()
+            if any(part.startswith(("check_labels", "check_class_ids")) for part in op.name.split("/"))]
+
+
+@pytest.mark.parametrize("name", sorted(bench.check_cases()))
+def test_label_check_rows_compare_the_loss_with_and_without_its_checks(name):
+    """The "checks" suite times the same loss traced with the label checks on (ours) and off
+    (reference): only the first has the assertion; the switch is back on afterwards."""
+    loss, kind = bench.check_cases()[name]
+    y, z = bench._loss_inputs(kind, 2**12, tf.float32)
+    on = bench.traced_with_label_checks(True, bench._loss_step(loss, False), y, z)
+    off = bench.traced_with_label_checks(False, bench._loss_step(bench.check_cases()[name][0], False), y, z)
+    assert _label_check_ops(on, y, z) and not _label_check_ops(off, y, z)
+    assert L._core._CHECK_LABELS is True
+    for a, b in zip(on(y, z), off(y, z)):  # good labels: the same values
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+

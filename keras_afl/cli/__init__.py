@@ -149,8 +149,9 @@ def build_parser():
                    help="input dtypes (default: float32 bfloat16)")
     p.add_argument("--modes", nargs="+", choices=("graph", "xla"), metavar="MODE",
                    help="graph and/or xla (default: both)")
-    p.add_argument("--suites", nargs="+", choices=("activations", "losses", "training", "memory"),
-                   metavar="SUITE", help="activations, losses, training, memory (default: all)")
+    p.add_argument("--suites", nargs="+",
+                   choices=("activations", "losses", "training", "memory", "checks"), metavar="SUITE",
+                   help="activations, losses, training, memory, checks (default: all)")
     p.add_argument("--cases", nargs="+", metavar="NAME",
                    help="only these activations/losses (e.g. relu focal_logits)")
     p.add_argument("--repeats", type=_positive_int, metavar="N",

@@ -66,6 +66,22 @@ as 1/p for a probability p < 1.5e-5 of the true class -- becomes inf when cast
 back, as any float16 gradient of that size would; feed logits, or keep the
 final activation in float32 under mixed precision.
 
+Labels that make no sense raise instead of giving a number: BCE and the
+binary focal loss take labels in [0, 1]; `hinge` labels in [0, 1] with
+`label_format="binary"` and in [-1, 1] with `"signed"` (`"auto"` takes any);
+the sparse losses integer class ids in [0, num_classes) or `ignore_class` (a
+float id must be an integer: 1.7 is refused, not truncated to 1). Eagerly the
+error is an `InvalidLabelsError`, both a `ValueError` and a
+`tf.errors.InvalidArgumentError`; in graph mode (`tf.function`, `model.fit`)
+an `InvalidArgumentError` from an assertion. Both name the loss, `y_true`, the
+first bad value and the fix. Under XLA (`jit_compile=True`), which drops
+assertions, the samples with a bad label get a NaN loss and NaN gradients and
+the other samples are unaffected: a batch with bad labels shows a NaN loss.
+Boolean labels are never checked (always 0 or 1); categorical labels are not
+checked. The checks add no pass over memory (see `_checks`): they cost
+about 0-6 % of a loss's time at 2^20 elements (`keras-afl bench --suites
+checks`; benchmarks/analysis.md).
+
 Speed. In graph mode (`tf.function`, `model.fit`), a loss computed in float32
 (float32, float16 or bfloat16 inputs) on at least 2**16 elements (2**10 per
 sample when the batch size is unknown) runs as two XLA-compiled kernels

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses._checks import _BIG, under_xla
 from keras_afl.losses._logits import _carried_logits
 
 _register = keras.saving.register_keras_serializable(package="keras_afl")
@@ -151,8 +152,8 @@ def _done(loss, dtype):
 
 
 @contextlib.contextmanager
-def _switched_on(var):
-    token = var.set(True)
+def _switched_on(var, value=True):
+    token = var.set(value)
     try:
         yield
     finally:
@@ -356,25 +357,36 @@ _SPLIT = {}
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(body, settings, dtype):
+def _compiled(body, settings, dtype, rule=None, xla=False):
     """XLA-compiled (forward, backward) of a loss body, shared by every trace with these settings.
 
-    forward(x, *tensors) -> (loss, saved); backward(upstream, saved, x, *tensors) -> dloss/dx.
+    forward(x, *tensors) -> (loss, saved[, ok]); backward(upstream, saved, x, *tensors) -> dloss/dx.
     x has `dtype`; a half-precision x is cast to float32 inside the kernels (and
     its gradient cast back there), so the casts cost no pass over memory of their own.
+    With a label `rule` (`_checks`), the body flags bad labels in its loss elements; in graph
+    mode the forward returns whether none was found (ok, for the assertion); inside an XLA
+    program (`xla`), the loss and, through `saved`, the gradient of a flagged sample are NaN.
     """
     split = _SPLIT.get(body)
     compute = _compute_dtype(dtype)
 
     def forward(x, *tensors):
         x = tf.cast(x, compute)
-        with _kernel():
+        with _kernel(), _labels_flagged(rule):
             if split:
-                return split[0](settings, x, *tensors)
-            return body(settings, x, *tensors)[0], ()
+                loss, saved = split[0](settings, x, *tensors)
+            else:
+                loss, saved = body(settings, x, *tensors)[0], ()
+        if rule is None:
+            return loss, saved
+        ok, factor = rule.verdict(loss)
+        return (loss * factor, (*saved, factor)) if xla else (loss, saved, ok)
 
     def backward(upstream, saved, x, *tensors):
         upstream, saved, x, tensors = _barrier(upstream, saved, x, tensors)
+        if rule is not None and xla:
+            *saved, factor = saved
+            upstream = upstream * factor
         x = tf.cast(x, compute)
         with _kernel():
             if split:
@@ -389,17 +401,28 @@ def _compiled(body, settings, dtype):
             tf.function(backward, jit_compile=True, autograph=False))
 
 
-def _custom_loss(body, settings, x, *tensors, like=None):
+def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
     """The per-sample loss of body with its analytic gradient (with respect to x only).
 
     `like`: the prediction before any flattening, for the size rule of `_fused`.
+    `rule`: a label rule for tensors[0] (`_checks`: `LabelRule`, `ClassIdRule`), checked up
+    front eagerly; in graph mode the body flags bad labels (`_flag_labels`, `_flag_samples`)
+    and an assertion fails on them; under XLA, which drops assertions, the loss and gradient
+    of a sample with a bad label are NaN instead.
     """
-    if _fused(x, like):
-        forward, backward = _compiled(body, settings, x.dtype)
+    if not _CHECK_LABELS or (rule is not None and tensors[0].dtype == tf.bool):
+        rule = None  # booleans are always 0 or 1
+    if rule is not None and tf.executing_eagerly():
+        rule.check_eagerly(tensors[0])
+        rule = None
+    fused, ok, xla = _fused(x, like), [], rule is not None and under_xla()
+    if fused:
+        forward, backward = _compiled(body, settings, x.dtype, rule, xla)
 
         @tf.custom_gradient
         def _loss(x):
-            loss, saved = forward(x, *tensors)
+            loss, saved, *verdict = forward(x, *tensors)
+            ok.extend(verdict)
 
             def grad(upstream):
                 return backward(upstream, saved, x, *tensors)
@@ -414,4 +437,37 @@ def _custom_loss(body, settings, x, *tensors, like=None):
         def _loss(x):
             return body(settings, x, *tensors)
 
-    return _loss(x)
+    with _labels_flagged(None if fused else rule):
+        loss = _loss(x)
+    if rule is None or (fused and xla):
+        return loss
+    verdict, factor = rule.verdict(loss) if not fused else (ok[0], None)
+    if xla:
+        return loss * tf.stop_gradient(factor)
+    rule.assert_ok(verdict, tensors[0])
+    return loss
+
+
+# Label checks on (`_checks`); read when a loss is traced. Off only to measure their cost.
+_CHECK_LABELS = True
+# The label rule whose bad labels the loss bodies flag while they are traced (`_flag_labels`).
+_FLAGGED = contextvars.ContextVar("keras_afl_flagged_labels", default=None)
+
+
+def _labels_flagged(rule):
+    return _switched_on(_FLAGGED, rule)
+
+
+def _flag_labels(loss, y):
+    """A loss body's elements (before the class-axis sum), with bad labels flagged when a label
+    rule is active (`_checks.LabelRule.flag`: far below zero); unchanged otherwise."""
+    rule = _FLAGGED.get()
+    return loss if rule is None else rule.flag(loss, y)
+
+
+def _flag_samples(loss, bad):
+    """A per-sample loss with the samples `bad` flagged (minus 1e38) when a label rule is
+    active (the sparse losses' invalid ids); unchanged otherwise."""
+    if _FLAGGED.get() is None:
+        return loss
+    return loss - tf.cast(bad, loss.dtype) * _BIG

@@ -7,12 +7,30 @@ import numpy as np
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
-    _focal_factor, _inv_size, _labels, _per_class, _reduced_axis_last, _register, _select, _work,
+    _flag_labels, _focal_factor, _inv_size, _labels, _per_class, _reduced_axis_last, _register, _select,
+    _work,
 )
 
 _LABEL_FORMATS = ("auto", "binary", "signed")
+
+
+def _unit_labels(fn_name):
+    """The label rule of BCE and the binary focal loss: labels in [0, 1] (`_checks`)."""
+    return LabelRule(
+        fn_name, 0.0, 1.0, "labels in [0, 1] (the probability of the positive class)",
+        "map the labels into [0, 1] first, e.g. (y + 1) / 2 for -1/+1 labels; class ids of more "
+        "than two classes need a categorical or sparse categorical loss")
+
+
+_HINGE_RULES = {  # "auto" takes any labels
+    "binary": LabelRule("hinge", 0.0, 1.0, "labels in [0, 1] with label_format binary",
+                        "for -1/+1 labels pass label_format signed (or auto, decided per batch)"),
+    "signed": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] with label_format signed",
+                        "for 0/1 labels pass label_format binary (or auto, decided per batch)"),
+}
 
 
 def _tiny(dtype):
@@ -82,7 +100,8 @@ def hinge(y_true, y_pred, label_format="auto"):
     y_pred = as_float_tensor(y_pred, "y_pred")
     y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
     y_pred, dtype = _work(y_pred)
-    return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true), dtype)
+    return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true,
+                              rule=_HINGE_RULES.get(label_format)), dtype)
 
 
 def _hinge(settings, x, y, b=None):
@@ -99,7 +118,7 @@ def _hinge(settings, x, y, b=None):
             b = tf.cast(tf.reduce_all((y == 0.0) | (y == 1.0)), x.dtype)
         t = y * (1.0 + b) - b
     m = 1.0 - t * x
-    loss = _class_mean(tf.nn.relu(m))
+    loss = _class_mean(_flag_labels(tf.nn.relu(m), y))
 
     def grad(g):
         return (g * -_inv_size(x))[..., None] * t * tf.cast(m >= 0.0, m.dtype)
@@ -179,9 +198,11 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     x, dtype = _work(x)
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
     weights = () if w is None else (w,)
+    rule = _unit_labels("binary_crossentropy")
     if from_logits:
-        return _done(_custom_loss(_bce_logits, (ls,), x, y, *weights), dtype)
-    return _done(_custom_loss(_bce_probabilities, (ls, keras.config.epsilon()), x, y, *weights), dtype)
+        return _done(_custom_loss(_bce_logits, (ls,), x, y, *weights, rule=rule), dtype)
+    return _done(_custom_loss(_bce_probabilities, (ls, keras.config.epsilon()), x, y, *weights,
+                              rule=rule), dtype)
 
 
 def _logit_parts(z):
@@ -206,12 +227,13 @@ def _bce_logits(settings, z, y, w=None):
     # With u, v the weights of the sides z is against and for: CE = u |z| + (1 + (w - 1) y) log1p(e),
     # dCE/dz = sign(z) (u sigmoid(|z|) - v sigmoid(-|z|)).
     (ls,) = settings
-    y = _smooth_binary(_labels(y, z), ls)
+    y0 = _labels(y, z)
+    y = _smooth_binary(y0, ls)
     ny = 1.0 - y
     wy = y if w is None else w * y
     a, e, l1, pos, npos = _logit_parts(z)
     u = pos * ny + npos * wy
-    loss = _class_mean(a * u + (l1 if w is None else (ny + wy) * l1))
+    loss = _class_mean(_flag_labels(a * u + (l1 if w is None else (ny + wy) * l1), y0))
 
     def grad(g):
         r = 1.0 / (1.0 + e)
@@ -223,11 +245,12 @@ def _bce_logits(settings, z, y, w=None):
 
 def _bce_probabilities(settings, p, y, w=None):
     ls, eps = settings
-    y = _smooth_binary(_labels(y, p), ls)
+    y0 = _labels(y, p)
+    y = _smooth_binary(y0, ls)
     wy = y if w is None else w * y
     ny = 1.0 - y
     cp, cq = _clip_pair(p, eps)
-    loss = -_class_mean(wy * tf.math.log(cp) + ny * tf.math.log(cq))
+    loss = _class_mean(_flag_labels(-(wy * tf.math.log(cp) + ny * tf.math.log(cq)), y0))
 
     def grad(g):
         return (g * _inv_size(p))[..., None] * (ny / cq - wy / cp)
@@ -299,8 +322,10 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "focal"), axis)
     x, dtype = _work(x)
     if from_logits:
-        return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y), dtype)
-    return _done(_custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon()), x, y),
+        return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y, rule=_unit_labels("focal")),
+                     dtype)
+    return _done(_custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon()), x, y,
+                              rule=_unit_labels("focal")),
                  dtype)
 
 
@@ -315,7 +340,8 @@ def _focal_scale(y, ny, x, alpha):
 
 def _focal_logits(settings, z, y):
     gamma, alpha, ls = settings
-    y = _smooth_binary(_labels(y, z), ls)
+    y0 = _labels(y, z)
+    y = _smooth_binary(y0, ls)
     ny = 1.0 - y
     scale = _focal_scale(y, ny, z, alpha)
     # Each label side in its own terms (NUMERICS.md), every sum of terms of one sign:
@@ -337,7 +363,7 @@ def _focal_logits(settings, z, y):
     else:
         m = r * u + s * v
         f = scale * _focal_factor(m, gamma)
-    loss = _class_sum(f * ce, keepdims=False)
+    loss = _class_sum(_flag_labels(f * ce, y0), keepdims=False)
 
     def grad(g):
         d = (pos - npos) * (r * u - s * v)
@@ -350,7 +376,8 @@ def _focal_logits(settings, z, y):
 
 def _focal_probabilities(settings, p, y):
     gamma, alpha, ls, eps = settings
-    y = _smooth_binary(_labels(y, p), ls)
+    y0 = _labels(y, p)
+    y = _smooth_binary(y0, ls)
     ny = 1.0 - y
     scale = _focal_scale(y, ny, p, alpha)
     cp, cq = _clip_pair(p, eps)
@@ -360,7 +387,7 @@ def _focal_probabilities(settings, p, y):
     else:
         m = y * cq + ny * cp  # y (1 - p) + (1 - y) p, >= eps
         f = scale * _focal_factor(m, gamma)
-    loss = _class_sum(f * ce, keepdims=False)
+    loss = _class_sum(_flag_labels(f * ce, y0), keepdims=False)
 
     def grad(g):
         d = ny / cq - y / cp

@@ -7,19 +7,19 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses._checks import ClassIdRule
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
-    _compute_dtype, _custom_loss, _done, _focal_factor, _is_last, _num_classes, _per_class,
+    _custom_loss, _done, _flag_samples, _focal_factor, _is_last, _num_classes, _per_class,
     _register, _select, _work,
 )
 from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 
 
 def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
-    """Logits/probabilities (classes last, flattened to (M, K)), labels and per-sample factor.
-
-    factor is 1 for counted samples, 0 for `ignore_class`, NaN for labels out
-    of [0, K) (which also fail a tf.debugging assertion outside XLA).
+    """Logits/probabilities (classes last, flattened to (M, K)), the ids as given (flat), the
+    id rule (`_checks`) and the samples counted (not `ignore_class`). The loss bodies turn the
+    ids into classes (`_class_ids`), inside the compiled kernels on the fused path.
     """
     y_pred = as_float_tensor(y_pred, "y_pred")
     rank = y_pred.shape.rank
@@ -44,28 +44,40 @@ def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
     x, dtype = _work(x)
     x = _class_axis_last(x, axis)
     static_batch = x.shape[:-1]
-    t = tf.cast(t, tf.int32) if t.dtype != tf.int64 else t
     k = _num_classes(x)
     batch = tf.shape(x)[:-1]
     x2 = tf.reshape(x, [-1, k])
-    t = tf.reshape(t, [-1])
-    valid = None if ignore_class is None else tf.not_equal(t, tf.cast(ignore_class, t.dtype))
-    counted = t if valid is None else tf.where(valid, t, tf.zeros_like(t))
-    in_range = (counted >= 0) & (counted < tf.cast(k, t.dtype))
-    tf.debugging.Assert(
-        tf.reduce_all(in_range),
-        [f"{fn_name}: class ids in `y_true` must be in [0, num_classes)"
-         + ("" if ignore_class is None else f" or equal ignore_class={ignore_class}")
-         + "; num_classes and the smallest and largest ids received:",
-         k, tf.reduce_min(counted), tf.reduce_max(counted)],
-        name="check_class_ids",
-    )
-    safe = tf.where(in_range, counted, tf.zeros_like(counted))
-    one = tf.ones([], _compute_dtype(x.dtype))
-    factor = tf.where(in_range, one, tf.constant(float("nan"), one.dtype))
-    if valid is not None:
-        factor = tf.where(valid, factor, tf.zeros_like(factor))
-    return x2, safe, factor, from_logits, (batch, static_batch), valid, dtype
+    ids = tf.reshape(t, [-1])  # as given: a float id must be an integer, not truncated
+    valid = None if ignore_class is None else tf.not_equal(ids, tf.cast(ignore_class, ids.dtype))
+    rule = ClassIdRule(fn_name, ignore_class, x2.shape[-1])
+    return x2, ids, rule, from_logits, (batch, static_batch), valid, dtype
+
+
+def _class_ids(ids, num_classes, ignore_class):
+    """(t, counted, ok) per sample from the ids as given: t the class (0 where ignored or
+    invalid, so that gathers stay in bounds), counted whether the id is not ignore_class (None
+    without one), ok whether it is a valid id or ignored. An invalid id -- out of
+    [0, num_classes), or a float that is not an integer -- is flagged in the loss
+    (`_flag_samples`) when the label checks are on."""
+    t = tf.cast(ids, tf.int32) if ids.dtype != tf.int64 else ids
+    ok = (t >= 0) & (t < tf.cast(num_classes, t.dtype))
+    if ids.dtype.is_floating:
+        ok = ok & tf.equal(ids, tf.floor(ids))
+    if ignore_class is None:
+        return tf.where(ok, t, tf.zeros_like(t)), None, ok
+    counted = tf.not_equal(ids, tf.cast(ignore_class, ids.dtype))
+    return tf.where(ok & counted, t, tf.zeros_like(t)), counted, ok | tf.logical_not(counted)
+
+
+def _weighted(loss, counted, ok):
+    """A per-sample loss, 0 for ignored samples, bad ids flagged (`_flag_samples`)."""
+    if counted is not None:
+        loss = loss * tf.cast(counted, loss.dtype)
+    return _flag_samples(loss, tf.logical_not(ok))
+
+
+def _alpha_t(a, t):
+    return a if a is None or not a.shape.rank else tf.gather(a, t)
 
 
 def _unflattened(x2, batch):
@@ -85,9 +97,12 @@ def _sparse_finish(flat_loss, batch, valid, dtype):
     return loss
 
 
-def _sparse_probabilities(settings, p, t, factor, a_t=None):
+def _sparse_probabilities(settings, p, ids, a=None):
     """(Focal) sparse categorical cross-entropy from probabilities (M, K); see categorical_focal."""
-    gamma, eps = settings
+    gamma, eps, ignore_class = settings
+    t, counted, ok = _class_ids(ids, _num_classes(p), ignore_class)
+    factor = tf.ones([], p.dtype) if counted is None else tf.cast(counted, p.dtype)
+    a_t = _alpha_t(a, t)
     s = tf.maximum(_class_sum(p, keepdims=False), eps)
     n_t = tf.gather(p, t, batch_dims=1) / s
     c = tf.clip_by_value(n_t, eps, 1.0 - eps)
@@ -96,7 +111,7 @@ def _sparse_probabilities(settings, p, t, factor, a_t=None):
     if gamma != 0.0:
         oc = 1.0 - c
         wt = wt * _focal_factor(oc, gamma)
-    loss = -wt * lc
+    loss = _flag_samples(-wt * lc, tf.logical_not(ok))
 
     def grad(g):
         if gamma == 0.0:
@@ -114,8 +129,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     """Categorical cross-entropy with integer class ids as labels.
 
     As `categorical_crossentropy` with one-hot labels, without building them.
-    Class ids outside [0, num_classes) raise `InvalidArgumentError` (a
-    `tf.debugging` assertion) eagerly and in `tf.function`; under XLA
+    Class ids outside [0, num_classes), and float ids that are not integers
+    (1.7 is refused, not truncated), raise an error naming them: eagerly an
+    `InvalidLabelsError` (a `ValueError` and a `tf.errors.InvalidArgumentError`),
+    in `tf.function` an `InvalidArgumentError` from an assertion; under XLA
     (`jit_compile=True`), which drops assertions, such samples get a NaN loss
     and gradient instead of a silently wrong value.
 
@@ -148,20 +165,21 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     """
     from_logits = _check_bool(from_logits, "from_logits")
     ignore_class = _check_ignore_class(ignore_class)
-    x, t, factor, from_logits, batch, valid, dtype = _sparse_prepare(
+    x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_crossentropy")
 
+    like = _unflattened(x, batch)
     if not from_logits:
-        loss = _custom_loss(_sparse_probabilities, (0.0, keras.config.epsilon()), x, t, factor,
-                            like=_unflattened(x, batch))
+        loss = _custom_loss(_sparse_probabilities, (0.0, keras.config.epsilon(), ignore_class), x, ids,
+                            like=like, rule=rule)
     else:
-        loss = _custom_loss(_scce_logits, (), x, t, factor, like=_unflattened(x, batch))
+        loss = _custom_loss(_scce_logits, (ignore_class,), x, ids, like=like, rule=rule)
     return _sparse_finish(loss, batch, valid, dtype)
 
 
-def _scce_logits(settings, z, t, factor):
-    loss, saved = _scce_logits_forward(settings, z, t, factor)
-    return loss, lambda g: _scce_logits_backward(settings, g, saved, z, t, factor)
+def _scce_logits(settings, z, ids):
+    loss, saved = _scce_logits_forward(settings, z, ids)
+    return loss, lambda g: _scce_logits_backward(settings, g, saved, z, ids)
 
 
 def _sparse_ce_and_stats(z, t):
@@ -177,13 +195,16 @@ def _sparse_backprop(saved, z, t):
     return _softmax_times_minus(z - m, l, 1.0, tf.one_hot(t, _num_classes(z), dtype=z.dtype))
 
 
-def _scce_logits_forward(settings, z, t, factor):
+def _scce_logits_forward(settings, z, ids):
+    t, counted, ok = _class_ids(ids, _num_classes(z), *settings)
     ce, saved = _sparse_ce_and_stats(z, t)
-    return factor * ce, saved
+    return _weighted(ce, counted, ok), saved
 
 
-def _scce_logits_backward(settings, g, saved, z, t, factor):
-    return (g * factor)[:, None] * _sparse_backprop(saved, z, t)
+def _scce_logits_backward(settings, g, saved, z, ids):
+    t, counted, _ = _class_ids(ids, _num_classes(z), *settings)
+    g = g if counted is None else g * tf.cast(counted, g.dtype)
+    return g[:, None] * _sparse_backprop(saved, z, t)
 
 
 @_register
@@ -229,23 +250,26 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
     alpha = _check_weights(alpha, "alpha", high=1.0)
     from_logits = _check_bool(from_logits, "from_logits")
     ignore_class = _check_ignore_class(ignore_class)
-    x, t, factor, from_logits, batch, valid, dtype = _sparse_prepare(
+    x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_focal")
     a = _per_class(alpha, x, "alpha", "sparse_categorical_focal")
-    a_t = None if a is None else (tf.gather(a, t) if a.shape.rank else a)
 
-    alphas = () if a_t is None else (a_t,)
+    alphas = () if a is None else (a,)
+    like = _unflattened(x, batch)
     if not from_logits:
-        loss = _custom_loss(_sparse_probabilities, (gamma, keras.config.epsilon()), x, t, factor, *alphas,
-                            like=_unflattened(x, batch))
+        loss = _custom_loss(_sparse_probabilities, (gamma, keras.config.epsilon(), ignore_class), x, ids,
+                            *alphas, like=like, rule=rule)
     else:
-        loss = _custom_loss(_sfocal_logits, (gamma,), x, t, factor, *alphas, like=_unflattened(x, batch))
+        loss = _custom_loss(_sfocal_logits, (gamma, ignore_class), x, ids, *alphas, like=like, rule=rule)
     return _sparse_finish(loss, batch, valid, dtype)
 
 
-def _sfocal_logits(settings, z, t, factor, a_t=None, saved=None):
-    (gamma,) = settings
-    wt0 = factor if a_t is None else factor * a_t
+def _sfocal_logits(settings, z, ids, a=None, saved=None):
+    gamma, ignore_class = settings
+    t, counted, ok = _class_ids(ids, _num_classes(z), ignore_class)
+    a_t = _alpha_t(a, t)
+    wt0 = tf.ones([], z.dtype) if counted is None else tf.cast(counted, z.dtype)
+    wt0 = wt0 if a_t is None else wt0 * a_t
     if saved is None:
         ce, stats = _sparse_ce_and_stats(z, t)
         saved = (*stats, ce)
@@ -255,7 +279,7 @@ def _sfocal_logits(settings, z, t, factor, a_t=None, saved=None):
     else:
         om = -tf.math.expm1(-ce)  # 1 - p_t
         wt = wt0 * _focal_factor(om, gamma)
-    loss = wt * ce
+    loss = _flag_samples(wt * ce, tf.logical_not(ok))
 
     def grad(g):
         if gamma == 0.0:
@@ -270,14 +294,15 @@ def _sfocal_logits(settings, z, t, factor, a_t=None, saved=None):
     return loss, grad
 
 
-def _sfocal_logits_forward(settings, z, t, factor, a_t=None):
+def _sfocal_logits_forward(settings, z, ids, a=None):
+    t = _class_ids(ids, _num_classes(z), settings[1])[0]
     ce, stats = _sparse_ce_and_stats(z, t)
     saved = (*stats, ce)
-    return _sfocal_logits(settings, z, t, factor, a_t, saved)[0], saved
+    return _sfocal_logits(settings, z, ids, a, saved)[0], saved
 
 
-def _sfocal_logits_backward(settings, g, saved, z, t, factor, a_t=None):
-    return _sfocal_logits(settings, z, t, factor, a_t, saved)[1](g)
+def _sfocal_logits_backward(settings, g, saved, z, ids, a=None):
+    return _sfocal_logits(settings, z, ids, a, saved)[1](g)
 
 
 _SPLIT.update({
