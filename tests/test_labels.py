@@ -264,3 +264,23 @@ def test_under_xla_reads_whether_the_graph_being_built_is_compiled_by_xla():
     inner = tf.function(lambda x: probe(x, "inside_xla"))
     tf.function(lambda x: inner(x), jit_compile=True)(tf.constant(1.0))
     assert seen == {"graph": False, "xla": True, "inside_xla": True}
+
+
+def test_set_trace_options_switches_label_checks_for_what_is_traced_in_the_block():
+    y, z = tf.constant([[1.7]]), tf.constant([[0.5]])
+
+    def traced():
+        return tf.function(lambda y, z: keras_afl.losses.focal(y, z, from_logits=True))
+
+    with keras_afl.losses.set_trace_options(label_checks=False):
+        unchecked = traced()
+        value = float(unchecked(y, z)[0])
+    assert keras_afl.losses.trace_options()["label_checks"] is True
+    assert np.isfinite(value)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="y_true"):
+        traced()(y, z)
+    # What was traced in the block keeps its switch.
+    assert float(unchecked(y, z)[0]) == value
+    with pytest.raises(TypeError, match="label_checks"):
+        with keras_afl.losses.set_trace_options(label_checks="no"):
+            pass

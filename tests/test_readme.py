@@ -37,8 +37,8 @@ COUNTERPARTS = {
     AFL.huber: KLS.huber, AFL.Huber: KLS.Huber, AFL.hinge: KLS.hinge, AFL.Hinge: KLS.Hinge,
 }
 # No Keras object with settings to compare: a function Keras lacks, layers Keras has only as
-# Activation("sigmoid") etc.
-NO_COUNTERPART = {A.prelu, AL.Sigmoid, AL.Tanh, AL.SELU}
+# Activation("sigmoid") etc.; the losses' tracing switches (no loss of their own).
+NO_COUNTERPART = {A.prelu, AL.Sigmoid, AL.Tanh, AL.SELU, AFL.trace_options, AFL.set_trace_options}
 
 
 def _defaults(obj):

@@ -100,6 +100,7 @@ to turn the compiled path off (for a device without XLA). Measurements:
 
 # One module per family (regression, binary, categorical, sparse), the Loss classes in
 # `classes`; `_core` holds what they share, the switches of the compiled path included.
+from keras_afl.losses._core import set_trace_options, trace_options
 from keras_afl.losses.binary import binary_crossentropy, focal, hinge
 from keras_afl.losses.categorical import categorical_crossentropy, categorical_focal
 from keras_afl.losses.classes import (
@@ -116,4 +117,5 @@ __all__ = [
     "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "FocalLoss", "CategoricalFocalLoss",
     "SparseCategoricalFocalLoss", "Huber", "Hinge",
+    "trace_options", "set_trace_options",
 ]

@@ -450,6 +450,55 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
 
 # Label checks on (`_checks`); read when a loss is traced. Off only to measure their cost.
 _CHECK_LABELS = True
+
+
+def trace_options():
+    """The switches a loss reads when it is traced, as a dict.
+
+    `compiled_kernels`: whether float32 losses of at least 2**16 elements run as the two
+    XLA-compiled kernels in graph mode (off with `KERAS_AFL_FUSE_LOSSES=0`);
+    `label_checks`: whether labels are checked (bad labels raise; see the module docstring).
+
+    Example:
+    >>> import keras_afl
+    >>> keras_afl.losses.trace_options()["label_checks"]
+    True
+    """
+    return {"compiled_kernels": bool(_FUSE), "label_checks": bool(_CHECK_LABELS)}
+
+
+@contextlib.contextmanager
+def set_trace_options(*, compiled_kernels=None, label_checks=None):
+    """Within the block, losses traced (first call of a `tf.function`, `fit`) use these switches.
+
+    For measurements and for devices without XLA: a `tf.function` traced inside the block keeps
+    what it was traced with. None leaves a switch as it is.
+
+    Args:
+        compiled_kernels: True/False, or None.
+        label_checks: True/False, or None (off: bad labels give a number, as under XLA).
+
+    Example:
+    >>> import keras_afl
+    >>> with keras_afl.losses.set_trace_options(label_checks=False):
+    ...     keras_afl.losses.trace_options()["label_checks"]
+    False
+    """
+    global _FUSE, _CHECK_LABELS
+    for name, value in (("compiled_kernels", compiled_kernels), ("label_checks", label_checks)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"`{name}` must be True, False or None; received {value!r}.")
+    before = _FUSE, _CHECK_LABELS
+    if compiled_kernels is not None:
+        _FUSE = bool(compiled_kernels)
+    if label_checks is not None:
+        _CHECK_LABELS = bool(label_checks)
+    try:
+        yield
+    finally:
+        _FUSE, _CHECK_LABELS = before
+
+
 # The label rule whose bad labels the loss bodies flag while they are traced (`_flag_labels`).
 _FLAGGED = contextvars.ContextVar("keras_afl_flagged_labels", default=None)
 
