@@ -98,17 +98,21 @@ to turn the compiled path off (for a device without XLA). Measurements:
 `benchmarks/results.md`.
 """
 
-# One module per family (regression, binary, categorical, sparse), the Loss classes in
-# `classes`; `_core` holds what they share, the switches of the compiled path included.
+# One module per family (regression, binary, categorical, sparse), each with its functions, their
+# derivatives and their Loss classes; `_core` holds what they share (the switches of the compiled
+# path included), `_base` the Loss base class.
 from keras_afl.losses._core import set_trace_options, trace_options
-from keras_afl.losses.binary import binary_crossentropy, focal, hinge
-from keras_afl.losses.categorical import categorical_crossentropy, categorical_focal
-from keras_afl.losses.classes import (
-    BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
-    MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
+from keras_afl.losses.binary import (
+    BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
 )
-from keras_afl.losses.regression import huber, mean_squared_error
-from keras_afl.losses.sparse import sparse_categorical_crossentropy, sparse_categorical_focal
+from keras_afl.losses.categorical import (
+    CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
+)
+from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
+from keras_afl.losses.sparse import (
+    SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
+    sparse_categorical_focal,
+)
 
 __all__ = [
     "mean_squared_error", "binary_crossentropy", "categorical_crossentropy",

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._checks import LabelRule
+from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
-    _SPLIT, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
+    _SPLIT, _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
     _flag_labels, _focal_factor, _inv_size, _labels, _per_class, _reduced_axis_last, _register, _select,
     _work,
 )
@@ -396,3 +397,116 @@ def _focal_probabilities(settings, p, y):
         return g[..., None] * f * d
 
     return loss, grad
+
+
+# --------------------------------------------------------------------------
+# The Loss classes.
+
+
+@_register
+class Hinge(_Loss):
+    """Hinge loss. See `keras_afl.losses.hinge` (labels 0/1 or -1/+1, `label_format`).
+
+    Args:
+        label_format: `"auto"`, `"binary"` (0 / 1) or `"signed"` (-1 / +1).
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> print(round(float(keras_afl.losses.Hinge()([[0.0, 1.0]], [[0.5, 0.5]])), 4))
+    1.0
+    """
+
+    _fn = staticmethod(hinge)
+
+    def __init__(self, label_format="auto", reduction="sum_over_batch_size", name="hinge", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        if label_format not in _LABEL_FORMATS:
+            raise ValueError(
+                f"`label_format` must be one of {_LABEL_FORMATS}; received {label_format!r}."
+            )
+        self.label_format = label_format
+
+    def _settings(self):
+        return {"label_format": self.label_format}
+
+
+@_register
+class BinaryCrossentropy(_Loss):
+    """Binary cross-entropy loss. See `keras_afl.losses.binary_crossentropy`.
+
+    Args:
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1].
+        pos_weight: None, a number >= 0, or one per output (as PyTorch's `BCEWithLogitsLoss`).
+        reduction, name, dtype: As `keras.losses.Loss`.
+        axis: The axis to average over (an int), as Keras's `axis`; keyword only.
+
+    Example:
+    >>> import keras_afl
+    >>> bce = keras_afl.losses.BinaryCrossentropy(from_logits=True, pos_weight=2.0)
+    >>> print(round(float(bce([[1.0]], [[0.0]])), 4))  # 2 log 2
+    1.3863
+    """
+
+    _fn = staticmethod(binary_crossentropy)
+    _logits_op = "Sigmoid"
+    _unsaved_defaults = {"axis": -1}
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, pos_weight=None,
+                 reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None, *,
+                 axis=-1):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.pos_weight = _check_weights(pos_weight, "pos_weight")
+        self.axis = _check_axis(axis)
+
+    def _settings(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "pos_weight": _tuple_or_value(self.pos_weight), "axis": self.axis}
+
+
+@_register
+class FocalLoss(_Loss):
+    """Binary (multi-label) focal loss. See `keras_afl.losses.focal`.
+
+    `alpha` weights the positives (alpha for y = 1, 1 - alpha for y = 0) and is
+    applied unless None or `apply_class_balancing=False`; Keras's
+    `BinaryFocalCrossentropy` has the same argument but defaults to False.
+
+    Args:
+        gamma: Focusing parameter, >= 0.
+        alpha: Weight of the positive class in [0, 1], or None.
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1].
+        reduction, name, dtype: As `keras.losses.Loss`.
+        apply_class_balancing: Whether `alpha` is applied (default True); keyword only.
+        axis: The axis to average over (an int), as Keras's `axis`; keyword only.
+
+    Example:
+    >>> import keras_afl
+    >>> fl = keras_afl.losses.FocalLoss(gamma=2.0, alpha=None, from_logits=True)
+    >>> print(round(float(fl([[1.0]], [[0.0]])), 4))
+    0.1733
+    """
+
+    _fn = staticmethod(focal)
+    _logits_op = "Sigmoid"
+    _unsaved_defaults = {"apply_class_balancing": True, "axis": -1}
+
+    def __init__(self, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
+                 reduction="sum_over_batch_size", name="focal", dtype=None, *,
+                 apply_class_balancing=True, axis=-1):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
+        self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.apply_class_balancing = _check_bool(apply_class_balancing, "apply_class_balancing")
+        self.axis = _check_axis(axis)
+
+    def _settings(self):
+        return {"gamma": self.gamma, "alpha": self.alpha, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing,
+                "apply_class_balancing": self.apply_class_balancing, "axis": self.axis}

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
     _done, _focal_factor, _inv_size, _labels, _per_class, _register,
@@ -281,3 +282,76 @@ _SPLIT.update({
     _cce_logits: (_cce_logits_forward, _cce_logits_backward),
     _cfocal_logits: (_cfocal_logits_forward, _cfocal_logits_backward),
 })
+
+
+# --------------------------------------------------------------------------
+# The Loss classes.
+
+
+@_register
+class CategoricalCrossentropy(_Loss):
+    """Categorical cross-entropy loss. See `keras_afl.losses.categorical_crossentropy`.
+
+    Args:
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1].
+        axis: The class axis.
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> cce = keras_afl.losses.CategoricalCrossentropy(from_logits=True)
+    >>> print(round(float(cce([[0.0, 1.0]], [[0.0, 0.0]])), 4))
+    0.6931
+    """
+
+    _fn = staticmethod(categorical_crossentropy)
+    _logits_op = "Softmax"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.axis = normalize_axis(axis, None)
+
+    def _settings(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "axis": self.axis}
+
+
+@_register
+class CategoricalFocalLoss(_Loss):
+    """Categorical focal loss. See `keras_afl.losses.categorical_focal`.
+
+    Args:
+        gamma: Focusing parameter, >= 0.
+        alpha: None, a weight in [0, 1], or one weight per class.
+        from_logits: Whether `y_pred` holds logits.
+        label_smoothing: In [0, 1].
+        axis: The class axis.
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> cf = keras_afl.losses.CategoricalFocalLoss(gamma=1.0, from_logits=True)
+    >>> print(round(float(cf([[0.0, 1.0]], [[0.0, 0.0]])), 4))  # 0.5 * log 2
+    0.3466
+    """
+
+    _fn = staticmethod(categorical_focal)
+    _logits_op = "Softmax"
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
+        self.alpha = _check_weights(alpha, "alpha", high=1.0)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.axis = normalize_axis(axis, None)
+
+    def _settings(self):
+        return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),
+                "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "axis": self.axis}

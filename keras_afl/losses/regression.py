@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses._base import _Loss
 from keras_afl.losses._core import (
     _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register, _work,
 )
@@ -130,3 +131,53 @@ def _huber(settings, x, y):
         return (g * _inv_size(x))[..., None] * tf.clip_by_value(e, -d_t, d_t)
 
     return loss, grad
+
+
+# --------------------------------------------------------------------------
+# The Loss classes.
+
+
+@_register
+class MeanSquaredError(_Loss):
+    """Mean squared error loss. See `keras_afl.losses.mean_squared_error`.
+
+    Args:
+        reduction, name, dtype: As `keras.losses.Loss` (see the module docstring).
+
+    Example:
+    >>> import keras_afl
+    >>> print(round(float(keras_afl.losses.MeanSquaredError()([[0.0, 1.0]], [[1.0, 1.0]])), 4))
+    0.5
+    """
+
+    _fn = staticmethod(mean_squared_error)
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+
+
+@_register
+class Huber(_Loss):
+    """Huber loss. See `keras_afl.losses.huber`.
+
+    Unlike Keras 3's `Huber`, `delta` is saved in the config and survives a
+    `.keras` save/reload.
+
+    Args:
+        delta: Where the loss turns from quadratic to linear; > 0.
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> print(round(float(keras_afl.losses.Huber(delta=1.0)([[0.0, 0.0]], [[0.5, 3.0]])), 4))
+    1.3125
+    """
+
+    _fn = staticmethod(huber)
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
+
+    def _settings(self):
+        return {"delta": self.delta}

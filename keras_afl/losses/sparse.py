@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._checks import ClassIdRule
+from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
     _custom_loss, _done, _flag_samples, _focal_factor, _is_last, _num_classes, _per_class,
@@ -309,3 +310,74 @@ _SPLIT.update({
     _scce_logits: (_scce_logits_forward, _scce_logits_backward),
     _sfocal_logits: (_sfocal_logits_forward, _sfocal_logits_backward),
 })
+
+
+# --------------------------------------------------------------------------
+# The Loss classes.
+
+
+@_register
+class SparseCategoricalCrossentropy(_Loss):
+    """Sparse categorical cross-entropy loss. See `keras_afl.losses.sparse_categorical_crossentropy`.
+
+    Args:
+        from_logits: Whether `y_pred` holds logits.
+        ignore_class: A class id to leave out of the loss, or None.
+        axis: The class axis.
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> scce = keras_afl.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> print(round(float(scce([1], [[0.0, 0.0]])), 4))
+    0.6931
+    """
+
+    _fn = staticmethod(sparse_categorical_crossentropy)
+    _logits_op = "Softmax"
+
+    def __init__(self, from_logits=False, ignore_class=None, axis=-1,
+                 reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.ignore_class = _check_ignore_class(ignore_class)
+        self.axis = normalize_axis(axis, None)
+
+    def _settings(self):
+        return {"from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
+
+@_register
+class SparseCategoricalFocalLoss(_Loss):
+    """Sparse categorical focal loss. See `keras_afl.losses.sparse_categorical_focal`.
+
+    Args:
+        gamma: Focusing parameter, >= 0.
+        alpha: None, a weight in [0, 1], or one weight per class.
+        from_logits: Whether `y_pred` holds logits.
+        ignore_class: A class id to leave out of the loss, or None.
+        axis: The class axis.
+        reduction, name, dtype: As `keras.losses.Loss`.
+
+    Example:
+    >>> import keras_afl
+    >>> sf = keras_afl.losses.SparseCategoricalFocalLoss(gamma=1.0, from_logits=True)
+    >>> print(round(float(sf([1], [[0.0, 0.0]])), 4))
+    0.3466
+    """
+
+    _fn = staticmethod(sparse_categorical_focal)
+    _logits_op = "Softmax"
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, ignore_class=None, axis=-1,
+                 reduction="sum_over_batch_size", name="sparse_categorical_focal", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
+        self.alpha = _check_weights(alpha, "alpha", high=1.0)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.ignore_class = _check_ignore_class(ignore_class)
+        self.axis = normalize_axis(axis, None)
+
+    def _settings(self):
+        return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),
+                "from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}

@@ -1,0 +1,140 @@
+"""The base of every keras_afl `Loss` class: settings stored and saved, the loss function called in
+`call()`, the logits carried across the dtype cast, half-precision inputs without extra passes.
+
+Each class lives beside its function in its family module (`regression`, `binary`,
+`categorical`, `sparse`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import tensorflow as tf
+
+from keras_afl import _keras_compat
+from keras_afl.activations import _attach_logits
+from keras_afl.losses._core import _HALF, _float32_result
+from keras_afl.losses._logits import _carried_logits
+
+
+def _keras_reduce():
+    """Keras's loss reduction (private: `keras_afl._keras_compat.loss_reduction`), or None.
+
+    Used by the Loss classes' half-precision path; without it the classes call
+    `keras.losses.Loss.__call__` (same results, with its casts).
+    """
+    try:
+        return _keras_compat.loss_reduction()
+    except RuntimeError:  # pragma: no cover - a Keras that moved it
+        return None
+
+
+_KERAS_REDUCE = _keras_reduce()
+
+
+class _Loss(keras.losses.Loss):
+    """Base: stores settings, delegates to the function, keeps logits across the dtype cast."""
+
+    _fn = None
+    _logits_op = None  # "Sigmoid" / "Softmax" for the cross-entropies
+    # Settings added after 0.1.0 (Keras's arguments), saved only when not at their default:
+    # files with default settings stay as they were, readable by earlier versions.
+    _unsaved_defaults = {}
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._given_dtype = dtype
+
+    def _settings(self):
+        return {}
+
+    def call(self, y_true, y_pred):
+        return type(self)._fn(y_true, y_pred, **self._settings())
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self._half_input(y_pred):
+            return self._call_half(y_true, y_pred, sample_weight)
+        return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
+
+    def _half_input(self, y_pred):
+        # Only for our own call(): a subclass that overrides it is promised Keras's casts.
+        return (_KERAS_REDUCE is not None and type(self).call is _Loss.call and tf.is_tensor(y_pred)
+                and y_pred.dtype in _HALF and tf.as_dtype(self.dtype) == tf.float32)
+
+    def _call_half(self, y_true, y_pred, sample_weight):
+        """`keras.losses.Loss.__call__` for a float16/bfloat16 y_pred, without its casts.
+
+        Keras casts y_pred and y_true to the loss dtype (float32) first: a pass over
+        memory each way for the predictions and their gradient. The loss functions
+        compute half-precision inputs in float32 anyway, so here they get y_pred (and
+        tensor labels) as they are and cast inside their kernels; the values and
+        gradients are the same as after Keras's casts. Masks, sample weights and the
+        reduction are Keras's own.
+        """
+        reduce, get_mask = _KERAS_REDUCE, _keras_compat.keras_mask
+        in_mask = get_mask(y_pred)
+        with tf.name_scope(self.name):
+            if not tf.is_tensor(y_true):
+                y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
+            with _float32_result():
+                losses = self.call(y_true, y_pred)
+            out_mask = get_mask(losses)
+            if in_mask is not None and out_mask is not None:
+                mask = in_mask & out_mask
+            else:
+                mask = in_mask if in_mask is not None else out_mask
+            return reduce(losses, sample_weight=sample_weight, mask=mask, reduction=self.reduction,
+                          dtype=self.dtype)
+
+    def _carry_logits(self, y_pred):
+        """Casts y_pred to the loss dtype itself, attaching the cast logits (and mask).
+
+        Keras's `Loss.__call__` casts `y_pred` with `ops.convert_to_tensor`, which
+        makes a new tensor without `_keras_logits`: under mixed precision the
+        stable logits path would be lost. Casting here keeps it, and Keras's cast
+        then returns the same tensor.
+        """
+        if self._logits_op is None or not tf.is_tensor(y_pred):
+            return y_pred
+        if tf.as_dtype(y_pred.dtype) == tf.as_dtype(self.dtype):
+            return y_pred
+        axis = getattr(self, "axis", -1)
+        logits = _carried_logits(y_pred, self._logits_op, axis)
+        if logits is None:
+            return y_pred
+        mask = _keras_compat.keras_mask(y_pred)
+        activation = self._logits_op.lower()
+        out = _attach_logits(tf.cast(y_pred, self.dtype), tf.cast(logits, self.dtype), activation,
+                             None if activation == "sigmoid" else axis)
+        if mask is not None and not _keras_compat.set_keras_mask(out, mask):
+            return y_pred  # pragma: no cover - tensor types that refuse attributes
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config["dtype"] = (None if self._given_dtype is None
+                           else keras.dtype_policies.get(self._given_dtype).name)
+        config.update({k: v for k, v in self._settings().items()
+                       if k not in self._unsaved_defaults or v != self._unsaved_defaults[k]})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict):  # a serialized DTypePolicy
+            config["dtype"] = keras.dtype_policies.deserialize(dtype)
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(config) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}.from_config: unknown setting(s) {unknown} in config {config!r}; "
+                f"expected only {valid}. The file may come from another keras_afl version: "
+                "remove the unknown keys or upgrade keras_afl."
+            )
+        return cls(**config)
+
+
+def _tuple_or_value(v):
+    return list(v) if isinstance(v, tuple) else v
