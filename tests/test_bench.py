@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_afl import bench, cli
+from keras_afl import bench, cli, registry
 from keras_afl import losses as L
-from tests._checks import hvp, run_python
-from tests.test_losses import CASES, NAMES, _rng, _tensors
+from keras_afl.bench import cases, memory, programs, suites, timing
 
 ROW_KEYS = {"group", "case", "mode", "dtype", "size", "unit", "ours", "ref", "ratio", "target",
             "max_ratio", "met", "floor", "floor_ratio", "floor_met", "spread", "same_program", "samples",
@@ -37,17 +36,18 @@ class TestQuickRun:
         assert result["command"].startswith("keras-afl bench --quick")
         assert result["settings"]["quick"] is True
         assert result["machine"]["tensorflow"] == tf.__version__
+        assert result["machine"]["fused_losses"] is L.trace_options()["compiled_kernels"]
 
     def test_every_suite_and_quick_case_has_rows(self, quick_run):
         _, result, _ = quick_run
         rows = result["rows"]
         assert {r["group"] for r in rows} == {"activation", "loss", "training", "memory", "check"}
-        for name in bench.QUICK_ACTIVATIONS:
+        for name in cases.QUICK_ACTIVATIONS:
             assert {r["mode"] for r in rows if r["case"] == name} == {"graph", "xla"}
-        for name in bench.QUICK_LOSSES:
+        for name in cases.QUICK_LOSSES:
             assert {r["mode"] for r in rows if r["case"] == name} == {"graph", "xla"}
         assert len([r for r in rows if r["group"] == "training"]) == 2
-        for name in bench.check_cases():
+        for name in cases.check_cases():
             assert {r["mode"] for r in rows if r["group"] == "check" and r["case"] == name} == \
                 {"graph", "xla"}
             assert all(r["target"] == "label_checks" for r in rows if r["group"] == "check")
@@ -65,7 +65,7 @@ class TestQuickRun:
             assert r["ref"] == pytest.approx(float(np.median(r["samples"]["ref"])), rel=1e-9)
             if r["group"] in ("activation", "loss"):
                 assert r["unit"] == "ms"
-                repeats = bench._repeats_at(result["settings"]["repeats"], r["size"])
+                repeats = timing.repeats_at(result["settings"]["repeats"], r["size"])
                 assert len(r["samples"]["ours"]) == repeats
                 assert r["floor"] > 0 and math.isfinite(r["floor"])
                 assert r["floor_ratio"] == pytest.approx(r["ours"] / r["floor"], rel=1e-9)
@@ -117,12 +117,12 @@ def test_activation_runs_the_native_ops_program(name, dtype, mode):
 
 
 def test_same_program_tells_different_programs_apart():
-    x, g, alpha = bench._activation_inputs(2**12, tf.float32)
-    for xla, program in ((False, bench.graph_kernels), (True, bench.optimized_program)):
-        relu = program(bench._activation_step(tf.nn.relu, xla, False), x, g)
-        assert relu == program(bench._activation_step(tf.nn.relu, xla, False), x, g)
-        assert relu != program(bench._activation_step(tf.nn.elu, xla, False), x, g)
-        assert relu != program(bench._activation_step(lambda v: tf.nn.relu(v) * 1.0001, xla, False), x, g)
+    x, g, alpha = cases.activation_inputs(2**12, tf.float32)
+    for xla, program in ((False, programs.graph_kernels), (True, programs.optimized_program)):
+        relu = program(timing.activation_step(tf.nn.relu, xla, False), x, g)
+        assert relu == program(timing.activation_step(tf.nn.relu, xla, False), x, g)
+        assert relu != program(timing.activation_step(tf.nn.elu, xla, False), x, g)
+        assert relu != program(timing.activation_step(lambda v: tf.nn.relu(v) * 1.0001, xla, False), x, g)
     assert not bench.same_program("prelu", "float32", "xla", size=2**12)
 
 
@@ -155,16 +155,66 @@ def _label_check_ops(step, *args):
             if any(part.startswith(("check_labels", "check_class_ids")) for part in op.name.split("/"))]
 
 
-@pytest.mark.parametrize("name", sorted(bench.check_cases()))
+@pytest.mark.parametrize("name", sorted(cases.check_cases()))
 def test_label_check_rows_compare_the_loss_with_and_without_its_checks(name):
     """The "checks" suite times the same loss traced with the label checks on (ours) and off
     (reference): only the first has the assertion; the switch is back on afterwards."""
-    loss, kind = bench.check_cases()[name]
-    y, z = bench._loss_inputs(kind, 2**12, tf.float32)
-    on = bench.traced_with_label_checks(True, bench._loss_step(loss, False), y, z)
-    off = bench.traced_with_label_checks(False, bench._loss_step(bench.check_cases()[name][0], False), y, z)
+    loss = cases.check_cases()[name]
+    y, z = cases.loss_inputs(loss, 2**12, tf.float32)
+    on = suites.traced_with_label_checks(True, timing.loss_step(loss, False), y, z)
+    off = suites.traced_with_label_checks(False, timing.loss_step(cases.check_cases()[name], False), y, z)
     assert _label_check_ops(on, y, z) and not _label_check_ops(off, y, z)
-    assert L._core._CHECK_LABELS is True
+    assert L.trace_options()["label_checks"] is True
     for a, b in zip(on(y, z), off(y, z)):  # good labels: the same values
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
 
+
+
+@pytest.mark.parametrize("name", cases.LOSSES)
+def test_loss_case_inputs_are_what_the_registry_says_the_loss_reads(name):
+    """Each loss case gets the labels of its registry family and the y_pred it expects (no
+    per-case word written by hand), and on them ours agrees with Keras's loss in this run."""
+    ours, ref = cases.loss_cases()[name]
+    what = registry.describe_loss(ours)
+    y, z = cases.loss_inputs(ours, 2**12, tf.float32)
+    y, z = y.numpy(), z.numpy()
+    assert z.shape == (2**12 // cases.CLASSES, cases.CLASSES)
+    if what.family == "sparse":
+        assert y.dtype == np.int32 and y.shape == z.shape[:1]
+        assert set(np.unique(y)) <= set(range(cases.CLASSES))
+    elif what.family == "categorical":
+        assert set(np.unique(y)) == {0.0, 1.0} and np.all(y.sum(-1) == 1)
+    elif what.family == "binary":
+        assert set(np.unique(y)) == {0.0, 1.0}
+    else:
+        assert what.family == "regression" and len(np.unique(y)) > 100
+    if what.expects() == "probabilities":
+        assert z.min() > 0 and z.max() < 1
+        if what.family != "binary":
+            np.testing.assert_allclose(z.sum(-1), 1, rtol=1e-5)
+    else:
+        assert z.min() < -1 and z.max() > 1  # logits / scores / values: raw
+    np.testing.assert_allclose(float(ours(y, z)), float(ref(y, z)), rtol=1e-4)
+
+
+def test_memory_program_refuses_bad_arguments(capsys):
+    """`python -m keras_afl.bench.memory` (the program measured in a fresh process): a
+    usage message and exit code 2 for arguments it cannot run."""
+    assert memory.parse(["ours", "mlp", "3", "64", "32", "1"]) == (True, "mlp", 3, 64, 32, 1)
+    assert memory.parse(["builtin", "dense", "8", "2", "4", "1"])[:2] == (False, "dense")
+    for argv in (["ours"], ["mine", "mlp", "3", "64", "32", "1"], ["ours", "cnn", "3", "64", "32", "1"],
+                 ["ours", "mlp", "3", "wide", "32", "1"]):
+        assert memory.main(argv) == 2, argv
+        assert "usage: python -m keras_afl.bench.memory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_memory_program_runs_as_a_module_and_prints_its_peak():
+    """The memory suite's child, run the way the suite runs it: one JSON line, peak >= the
+    peak before the steps, and the module runs once (no double import of keras_afl.bench.memory)."""
+    proc = suites.start_memory_process("ours", ("mlp", 2, 16, 8, 1))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["peak_mib"] >= result["before_mib"] > 0
+    assert "found in sys.modules" not in err

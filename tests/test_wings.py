@@ -1,5 +1,5 @@
 """The three wings: the library never uses the app (keras_afl.cli) or the harness
-(keras_afl.bench); the app uses the library's public names only."""
+(keras_afl.bench); the app and the harness use the library's public names only."""
 
 import ast
 import glob
@@ -73,7 +73,7 @@ def test_library_source_never_imports_the_app_or_the_harness():
 def _private_uses(tree):
     """Names of the library reached through an underscore: `keras_afl._x` modules,
     `from keras_afl.y import _z`, and `alias._z` on an alias of a library module.
-    The app's own modules (keras_afl.cli.*) are its business."""
+    The wings' own modules (keras_afl.cli.*, keras_afl.bench.*) are their business."""
     aliases, found = {}, []
 
     def private(path):
@@ -94,7 +94,7 @@ def _private_uses(tree):
                 and node.module.split(".")[0] == "keras_afl":
             for a in node.names:
                 path = f"{node.module}.{a.name}"
-                if node.module.startswith("keras_afl.cli"):
+                if in_wing(node.module):
                     continue
                 if private(path):
                     found.append(path)
@@ -107,21 +107,32 @@ def _private_uses(tree):
                 inner = inner.value
             if isinstance(inner, ast.Name) and inner.id in aliases:
                 path = ".".join([aliases[inner.id], *chain])
-                if not path.startswith("keras_afl.cli") and private(path):
+                if not in_wing(path) and private(path):
                     found.append(path)
     return found
 
 
-def test_the_app_uses_only_public_names_of_the_library():
-    files = sorted(glob.glob(os.path.join(PACKAGE, "cli", "*.py")))
-    names = {os.path.basename(f) for f in files}
-    assert {"__init__.py", "config.py", "train.py", "lint.py", "listing.py", "bench.py"} <= names
+def _private_uses_in(wing):
     found = []
-    for path in files:
+    for path in sorted(glob.glob(os.path.join(PACKAGE, wing, "*.py"))):
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
-        found += [f"{os.path.basename(path)}: {p}" for p in _private_uses(tree)]
-    assert found == []
+        found += [f"{wing}/{os.path.basename(path)}: {p}" for p in _private_uses(tree)]
+    return found
+
+
+def test_the_app_uses_only_public_names_of_the_library():
+    names = {os.path.basename(f) for f in glob.glob(os.path.join(PACKAGE, "cli", "*.py"))}
+    assert {"__init__.py", "config.py", "train.py", "lint.py", "listing.py", "bench.py"} <= names
+    assert _private_uses_in("cli") == []
+
+
+def test_the_harness_uses_only_public_names_of_the_library():
+    """keras_afl.bench measures the library as a user would (the trace switches through
+    keras_afl.losses.set_trace_options, not the losses' private module)."""
+    names = {os.path.basename(f) for f in glob.glob(os.path.join(PACKAGE, "bench", "*.py"))}
+    assert {"__init__.py", "cases.py", "timing.py", "suites.py", "memory.py", "reports.py"} <= names
+    assert _private_uses_in("bench") == []
 
 
 def test_private_use_finder_sees_every_form():
@@ -130,7 +141,8 @@ def test_private_use_finder_sees_every_form():
     code = ("import keras_afl\nimport keras_afl._grad_utils\n"
             "from keras_afl.losses import _core\nfrom keras_afl.diagnostics._rules import lint\n"
             "from keras_afl import losses as L\nfrom keras_afl.cli import common\n"
-            "keras_afl.losses._core.x\nL._core\nkeras_afl.__version__\ncommon._why\n")
+            "from keras_afl.bench import timing\n"
+            "keras_afl.losses._core.x\nL._core\nkeras_afl.__version__\ncommon._why\ntiming._sync\n")
     assert set(_private_uses(ast.parse(code))) == {
         "keras_afl._grad_utils", "keras_afl.losses._core", "keras_afl.diagnostics._rules.lint",
         "keras_afl.losses._core.x"}
