@@ -977,16 +977,13 @@ NON_DEFAULT = {
 
 
 def _task(entry_name):
-    """(labels, output activation, units) for a loss name."""
-    if entry_name in ("afl_mse", "afl_huber"):
+    """(labels, output activation) for a loss, from what the registry says it reads."""
+    entry = keras_afl.entry(entry_name)
+    if entry.family == "regression":
         return "regression", None
-    if entry_name == "afl_hinge":
-        return "binary", None
-    if entry_name in ("afl_bce", "focal"):
-        return "binary", "sigmoid"
-    if entry_name in ("afl_cce", "categorical_focal"):
-        return "categorical", "softmax"
-    return "sparse", "softmax"
+    if entry.family == "binary":
+        return "binary", "sigmoid" if entry.y_pred == "probabilities" else None
+    return entry.family, "softmax"
 
 
 def _toy_data(task, seed=0):
