@@ -19,12 +19,22 @@ import types
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_pkg = types.ModuleType("keras_afl")
-_pkg.__path__ = [os.path.join(REPO, "keras_afl")]
-sys.modules.setdefault("keras_afl", _pkg)
 
-from keras_afl._backend import backend  # noqa: E402
-from keras_afl._portable import activations as A  # noqa: E402
+
+def _load():
+    """keras_afl._backend and keras_afl._portable.activations, without the package's __init__.
+
+    Only when run as a script: imported (pytest's doctest collection imports every module),
+    it must leave `keras_afl` alone.
+    """
+    if "keras_afl" not in sys.modules:
+        package = types.ModuleType("keras_afl")
+        package.__path__ = [os.path.join(REPO, "keras_afl")]
+        sys.modules["keras_afl"] = package
+    from keras_afl import _backend
+    from keras_afl._portable import activations
+
+    return _backend, activations
 
 X = np.array([-30.0, -3.0, -0.5, -1e-30, 0.0, 1e-30, 0.2, 2.0, 30.0])
 G = np.linspace(-1.0, 2.0, X.size)
@@ -32,18 +42,21 @@ V = np.linspace(0.5, -1.5, X.size)
 SOFTMAX_X = np.array([[-2.0, 0.5, 3.0], [1e3, 0.0, -1e3], [0.1, 0.2, 0.3]])
 ALPHA = np.array([0.25])
 
-FUNCTIONS = {
-    "relu": A.relu,
-    "leaky_relu": lambda x: A.leaky_relu(x, 0.1),
-    "sigmoid": A.sigmoid,
-    "tanh": A.tanh,
-    "elu": lambda x: A.elu(x, 0.7),
-    "elu_alpha0": lambda x: A.elu(x, 0.0),
-    "selu": lambda x: A.elu(x, A.SELU_ALPHA, A.SELU_SCALE),
-}
 
 
-def probe_jax():
+def functions(A):
+    return {
+        "relu": A.relu,
+        "leaky_relu": lambda x: A.leaky_relu(x, 0.1),
+        "sigmoid": A.sigmoid,
+        "tanh": A.tanh,
+        "elu": lambda x: A.elu(x, 0.7),
+        "elu_alpha0": lambda x: A.elu(x, 0.0),
+        "selu": lambda x: A.elu(x, A.SELU_ALPHA, A.SELU_SCALE),
+    }
+
+
+def probe_jax(A):
     import jax
     import jax.numpy as jnp
 
@@ -64,7 +77,7 @@ def probe_jax():
     return run, run_prelu
 
 
-def probe_torch():
+def probe_torch(A):
     import torch
 
     def run(f, x, g, v):
@@ -85,7 +98,7 @@ def probe_torch():
     return run, run_prelu
 
 
-def probe_tensorflow():
+def probe_tensorflow(A):
     import tensorflow as tf
 
     def run(f, x, g, v):
@@ -115,10 +128,11 @@ def probe_tensorflow():
 
 
 def main():
-    name = backend()
-    run, run_prelu = {"jax": probe_jax, "torch": probe_torch, "tensorflow": probe_tensorflow}[name]()
+    backend, A = _load()
+    name = backend.backend()
+    run, run_prelu = {"jax": probe_jax, "torch": probe_torch, "tensorflow": probe_tensorflow}[name](A)
     out = {"backend": name}
-    for key, f in FUNCTIONS.items():
+    for key, f in functions(A).items():
         out[key] = [np.asarray(a, np.float64).tolist() for a in run(f, X, G, V)]
     softmax_g = np.tile(G[:3], (3, 1))
     softmax_v = np.tile(V[:3], (3, 1))
