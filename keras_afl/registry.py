@@ -140,10 +140,6 @@ _LOSSES = tuple(Entry(*args, **kwargs) for args, kwargs in _registry_table.LOSSE
 _lock = threading.RLock()
 
 
-def _table():
-    return {e.name: e for e in (*_ACTIVATIONS, *_LOSSES)}
-
-
 def _lookup():
     out = {}
     for e in (*_ACTIVATIONS, *_LOSSES):

@@ -124,16 +124,6 @@ def _compute_dtype(dtype):
     return tf.float32 if dtype in _HALF else dtype
 
 
-def _work(x):
-    """x (y_pred) and its own dtype, which the loss result is cast back to.
-
-    x is not cast here: `_custom_loss` casts half-precision inputs to float32,
-    inside the compiled kernels when it takes the fused path (one pass over
-    memory instead of three). Constants made for the loss use `_compute_dtype`.
-    """
-    return x, x.dtype
-
-
 def _labels(y, x):
     """Labels in x's dtype (inside the loss bodies)."""
     return y if y.dtype == x.dtype else tf.cast(y, x.dtype)

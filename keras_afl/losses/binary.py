@@ -10,9 +10,9 @@ from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
-    _SPLIT, _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair, _done,
-    _flag_labels, _focal_factor, _inv_size, _labels, _per_class, _reduced_axis_last, _register, _select,
-    _work,
+    _SPLIT, _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss,
+    _dense_pair, _done, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
+    _reduced_axis_last, _register, _select,
 )
 
 _LABEL_FORMATS = ("auto", "binary", "signed")
@@ -100,7 +100,7 @@ def hinge(y_true, y_pred, label_format="auto"):
         )
     y_pred = as_float_tensor(y_pred, "y_pred")
     y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
-    y_pred, dtype = _work(y_pred)
+    dtype = y_pred.dtype
     return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true,
                               rule=_HINGE_RULES.get(label_format)), dtype)
 
@@ -196,7 +196,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     pw = _check_weights(pos_weight, "pos_weight")
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "binary_crossentropy"), axis)
-    x, dtype = _work(x)
+    dtype = x.dtype
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
     weights = () if w is None else (w,)
     rule = _unit_labels("binary_crossentropy")
@@ -321,7 +321,7 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "focal"), axis)
-    x, dtype = _work(x)
+    dtype = x.dtype
     if from_logits:
         return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y, rule=_unit_labels("focal")),
                      dtype)

@@ -10,7 +10,7 @@ from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
     _done, _focal_factor, _inv_size, _labels, _per_class, _register,
-    _select, _work,
+    _select,
 )
 
 
@@ -20,7 +20,7 @@ def _dense_categorical(y_true, y_pred, from_logits, axis, fn_name):
     axis = normalize_axis(axis, y_pred.shape.rank)
     x, from_logits = _select(y_pred, from_logits, "Softmax", fn_name, axis)
     y, x = _dense_pair(y_true, x, fn_name)
-    x, dtype = _work(x)
+    dtype = x.dtype
     y, x = _class_axis_last(y, axis), _class_axis_last(x, axis)
     return y, x, from_logits, dtype
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._base import _Loss
 from keras_afl.losses._core import (
-    _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register, _work,
+    _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register,
 )
 
 
@@ -64,7 +64,7 @@ def mean_squared_error(y_true, y_pred):
     0.5
     """
     y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "mean_squared_error")
-    y_pred, dtype = _work(y_pred)
+    dtype = y_pred.dtype
     return _done(_custom_loss(_mse, (), y_pred, y_true), dtype)
 
 
@@ -114,7 +114,7 @@ def huber(y_true, y_pred, delta=1.0):
     """
     delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
     y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "huber")
-    y_pred, dtype = _work(y_pred)
+    dtype = y_pred.dtype
     return _done(_custom_loss(_huber, (delta,), y_pred, y_true), dtype)
 
 

@@ -12,7 +12,7 @@ from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
     _custom_loss, _done, _flag_samples, _focal_factor, _is_last, _num_classes, _per_class,
-    _register, _select, _work,
+    _register, _select,
 )
 from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 
@@ -42,7 +42,7 @@ def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
             f"without the class axis ({tuple(batch_shape)}); received y_true.shape="
             f"{tuple(t.shape)} and y_pred.shape={tuple(x.shape)}."
         )
-    x, dtype = _work(x)
+    dtype = x.dtype
     x = _class_axis_last(x, axis)
     static_batch = x.shape[:-1]
     k = _num_classes(x)
