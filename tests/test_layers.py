@@ -151,13 +151,18 @@ class TestSubclassing:
             pytest.skip("PReLU's alpha is created by its build(): a subclass must call it")
         layer = scaled_subclass(getattr(L, name), call_super_build)(**ours_kwargs)
         theirs = scaled_subclass(twin, call_super_build)(**twin_kwargs)
-        assert layer.built is False and theirs.built is False
+        # Keras 3.7 marks its activation layers built at construction, so a subclass's build()
+        # never runs there; Keras 3.8+ runs it, and so does keras_afl on every Keras.
+        keras_runs_build = not theirs.built
+        assert layer.built is False
         x = sample(seed=9)
         y = layer(x)
-        theirs(x)
-        assert layer.built is True and theirs.built is True
+        assert layer.built is True
         assert "k" in [w.name for w in layer.weights]
-        assert len(layer.weights) == len(theirs.weights)
+        if keras_runs_build:
+            theirs(x)
+            assert theirs.built is True
+            assert len(layer.weights) == len(theirs.weights)
         plain = getattr(L, name)(**ours_kwargs)
         if name == "PReLU":
             plain.build(x.shape)
@@ -231,6 +236,28 @@ class TestPReLU:
             L.PReLU().build((None, None, 5))
 
 
+def _keras_softmax_masks_as_today():
+    """Whether this Keras's Softmax refuses a mask that cannot apply and zeroes a fully masked
+    row -- the behaviour keras_afl's Softmax follows (Keras 3.7 broadcast such masks or failed
+    inside TensorFlow, and gave a fully masked row a uniform 1/K)."""
+    x = np.zeros((1, 3), "float32")
+    try:
+        keras.layers.Softmax()(x, mask=np.ones((2, 4), bool))
+    except ValueError:
+        pass
+    except Exception:  # noqa: BLE001 - TensorFlow's own shape error: the old behaviour
+        return False
+    else:
+        return False
+    return bool(np.all(keras.layers.Softmax()(x, mask=np.zeros((1, 3), bool)).numpy() == 0))
+
+
+KERAS_MASKS_AS_TODAY = _keras_softmax_masks_as_today()
+as_todays_keras = pytest.mark.skipif(
+    not KERAS_MASKS_AS_TODAY,
+    reason=f"Keras {keras.version()} predates the Softmax mask checks that the comparison needs")
+
+
 class TestSoftmaxMask:
     def test_mask_matches_keras_softmax(self):
         x = sample((3, 6), seed=5)
@@ -249,6 +276,7 @@ class TestSoftmaxMask:
         _, (g,) = grads(lambda t: L.Softmax()(t, mask=mask), x, upstream=up)
         assert np.all(g.numpy()[~mask.numpy()] == 0.0)
 
+    @as_todays_keras
     @pytest.mark.parametrize("x_shape, mask_shape", [((1, 3), (2, 3)), ((2, 3), (2, 4)),
                                                      ((2, 3), (1, 2, 3)), ((2, 3), (2, 3, 1))])
     def test_mask_that_cannot_apply_raises_naming_both_shapes_as_keras(self, x_shape, mask_shape):
@@ -261,6 +289,7 @@ class TestSoftmaxMask:
             assert shapes in str(theirs.value) and shapes in str(ours.value)
         assert "Fix:" in str(ours.value)
 
+    @as_todays_keras
     @pytest.mark.parametrize("mask_shape", [(3,), (1, 3), (4, 1), (1, 1)])
     def test_broadcast_masks_match_keras(self, mask_shape):
         x = sample((4, 3), seed=11)
@@ -268,6 +297,7 @@ class TestSoftmaxMask:
         ours = L.Softmax()(x, mask=mask).numpy()
         np.testing.assert_allclose(ours, keras.layers.Softmax()(x, mask=mask).numpy(), rtol=1e-6, atol=1e-7)
 
+    @as_todays_keras
     def test_timestep_mask_is_broadcast_over_the_last_axis(self):
         # Keras's Softmax refuses a (batch, timesteps) mask on (batch, timesteps, classes)
         # inputs; ours reads it as (batch, timesteps, 1), which Keras itself applies.
@@ -309,7 +339,8 @@ class TestSoftmaxMask:
         y_true = np.eye(3, dtype="float32")
         p = L.Softmax(axis=axis)(x, mask=mask)
         plain = tf.constant(p.numpy())
-        plain._keras_mask = p._keras_mask
+        if getattr(p, "_keras_mask", None) is not None:  # Keras 3.7 sets no mask on eager outputs
+            plain._keras_mask = p._keras_mask
         loss = keras.losses.CategoricalCrossentropy()
         assert float(loss(y_true, p)) == pytest.approx(float(loss(y_true, plain)), rel=1e-5)
 

@@ -128,7 +128,7 @@ class TestUseAsBuiltins:
         model = keras.Model(inputs, outputs)
         with keras_afl.use_as_builtins():
             model.compile("sgd", loss={"a": "bce", "b": "huber"},
-                          metrics={"a": ["binary_focal_crossentropy"], "b": ("mse",)},
+                          metrics={"a": ["binary_focal_crossentropy"], "b": ["mse"]},
                           weighted_metrics={"b": ["mean_squared_error", "mae"]})
         assert model.loss == {"a": "afl_bce", "b": "afl_huber"}
         x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
