@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl.activations import _attach_logits
-from keras_afl.losses._core import _HALF, _float32_result
+from keras_afl.losses._core import _HALF
 from keras_afl.losses._logits import _carried_logits
 
 
@@ -77,8 +77,7 @@ class _Loss(keras.losses.Loss):
         with tf.name_scope(self.name):
             if not tf.is_tensor(y_true):
                 y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
-            with _float32_result():
-                losses = self.call(y_true, y_pred)
+            losses = type(self)._fn.in_compute_dtype(y_true, y_pred, **self._settings())[0]
             out_mask = get_mask(losses)
             if in_mask is not None and out_mask is not None:
                 mask = in_mask & out_mask

@@ -129,16 +129,33 @@ def _labels(y, x):
     return y if y.dtype == x.dtype else tf.cast(y, x.dtype)
 
 
-# Set by the Loss classes while they call a loss function on a half-precision
-# y_pred: the function then returns its float32 result, not a copy rounded to
-# y_pred's dtype (Keras's `Loss.__call__` reduces in float32).
-_FLOAT32_RESULT = contextvars.ContextVar("keras_afl_float32_result", default=False)
-
-
 def _done(loss, dtype):
-    if loss.dtype == dtype or (dtype in _HALF and _FLOAT32_RESULT.get()):
-        return loss
-    return tf.cast(loss, dtype)
+    """What a loss function's body returns: the per-sample loss in its computation dtype and
+    the dtype of y_pred, which the public function casts it back to (`_public_loss`)."""
+    return loss, dtype
+
+
+def _public_loss(body):
+    """The public loss function of `body` (which ends in `return _done(loss, dtype)`): the loss
+    cast back to y_pred's dtype, with any Keras mask kept on the result.
+
+    `body` stays reachable as `function.in_compute_dtype`: the Loss classes call it for
+    float16/bfloat16 predictions, whose per-sample losses Keras reduces in float32.
+    """
+
+    @functools.wraps(body)
+    def public(*args, **kwargs):
+        loss, dtype = body(*args, **kwargs)
+        if loss.dtype == dtype:
+            return loss
+        mask = _keras_compat.keras_mask(loss)
+        out = tf.cast(loss, dtype)
+        if mask is not None:
+            _keras_compat.set_keras_mask(out, mask)
+        return out
+
+    public.in_compute_dtype = body
+    return public
 
 
 @contextlib.contextmanager
@@ -148,10 +165,6 @@ def _switched_on(var, value=True):
         yield
     finally:
         var.reset(token)
-
-
-def _float32_result():
-    return _switched_on(_FLOAT32_RESULT)
 
 
 def _kernel():

@@ -11,7 +11,7 @@ from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss,
-    _dense_pair, _done, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
+    _dense_pair, _done, _public_loss, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
     _reduced_axis_last, _register, _select,
 )
 
@@ -58,6 +58,7 @@ def _smooth_binary(y, ls):
 
 
 @_register
+@_public_loss
 def hinge(y_true, y_pred, label_format="auto"):
     """Hinge loss for binary classifiers with a margin (SVM-style).
 
@@ -151,6 +152,7 @@ _SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
 
 
 @_register
+@_public_loss
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, pos_weight=None,
                         axis=-1):
     """Binary cross-entropy, averaged over `axis` (the last by default).
@@ -260,6 +262,7 @@ def _bce_probabilities(settings, p, y, w=None):
 
 
 @_register
+@_public_loss
 def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
           apply_class_balancing=True, axis=-1):
     """Binary focal loss (multi-label), averaged over `axis` (the last by default).

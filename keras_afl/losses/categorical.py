@@ -9,7 +9,7 @@ from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
-    _done, _focal_factor, _inv_size, _labels, _per_class, _register,
+    _done, _public_loss, _focal_factor, _inv_size, _labels, _per_class, _register,
     _select,
 )
 
@@ -62,6 +62,7 @@ def _categorical_probabilities(settings, p, y, a=None):
 
 
 @_register
+@_public_loss
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Categorical cross-entropy between one-hot (or soft) labels and a distribution.
 
@@ -179,6 +180,7 @@ def _cce_logits_backward(settings, g, saved, z, y):
 
 
 @_register
+@_public_loss
 def categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0,
                       axis=-1):
     """Categorical focal loss: categorical cross-entropy with focusing, per class.

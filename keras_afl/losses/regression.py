@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_afl._grad_utils import as_float_tensor, check_number
 from keras_afl.losses._base import _Loss
 from keras_afl.losses._core import (
-    _class_mean, _custom_loss, _dense_pair, _done, _inv_size, _labels, _register,
+    _class_mean, _custom_loss, _dense_pair, _done, _public_loss, _inv_size, _labels, _register,
 )
 
 
@@ -37,6 +37,7 @@ def _regression_inputs(y_true, y_pred):
 
 
 @_register
+@_public_loss
 def mean_squared_error(y_true, y_pred):
     """Mean squared error over the last axis.
 
@@ -80,6 +81,7 @@ def _mse(settings, x, y):
 
 
 @_register
+@_public_loss
 def huber(y_true, y_pred, delta=1.0):
     """Huber loss: quadratic for small errors, linear for large ones.
 

@@ -11,7 +11,7 @@ from keras_afl.losses._checks import ClassIdRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
-    _custom_loss, _done, _flag_samples, _focal_factor, _is_last, _num_classes, _per_class,
+    _custom_loss, _done, _flag_samples, _public_loss, _focal_factor, _is_last, _num_classes, _per_class,
     _register, _select,
 )
 from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
@@ -91,11 +91,10 @@ def _sparse_finish(flat_loss, batch, valid, dtype):
     loss = tf.reshape(flat_loss, batch)
     if not tf.executing_eagerly():
         loss.set_shape(static_batch)
-    loss = _done(loss, dtype)
     if valid is not None:
         # Tells keras.losses.Loss to average over the counted samples only.
         _keras_compat.set_keras_mask(loss, tf.reshape(valid, tf.shape(loss)))
-    return loss
+    return _done(loss, dtype)
 
 
 def _sparse_probabilities(settings, p, ids, a=None):
@@ -126,6 +125,7 @@ def _sparse_probabilities(settings, p, ids, a=None):
 
 
 @_register
+@_public_loss
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
     """Categorical cross-entropy with integer class ids as labels.
 
@@ -209,6 +209,7 @@ def _scce_logits_backward(settings, g, saved, z, ids):
 
 
 @_register
+@_public_loss
 def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=False,
                              ignore_class=None, axis=-1):
     """Categorical focal loss with integer class ids as labels.
