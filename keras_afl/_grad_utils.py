@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 import numbers
 
-import tensorflow as tf
-
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -20,6 +18,8 @@ def as_float_tensor(x, name="x"):
     an integer, boolean or string *tensor/array* is refused rather than silently
     cast, because its gradient would be undefined.
     """
+    import tensorflow as tf  # the TensorFlow path only: the module imports on every backend
+
     given = getattr(x, "dtype", None)
     if given is not None:
         try:
@@ -124,6 +124,8 @@ def sum_to_shape(grad, shape):
     Used for the gradient of a broadcast parameter (PReLU's per-channel alpha,
     per-class focal alpha): the result has exactly `shape`.
     """
+    import tensorflow as tf
+
     shape = tf.convert_to_tensor(shape, dtype=tf.int32)
     _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
     return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
