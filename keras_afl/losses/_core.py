@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses import _crossover
 from keras_afl.losses._checks import _BIG, under_xla
 from keras_afl.losses._logits import _carried_logits
 
@@ -264,11 +265,12 @@ def _fuse_from_environment():
 # Internal switch, read when a loss is traced. Off: KERAS_AFL_FUSE_LOSSES=0
 # in the environment, or `keras_afl.losses._core._FUSE = False` before tracing.
 _FUSE = _fuse_from_environment()
-# Below these sizes the two kernel launches cost more than they save (and a
-# compile is not worth its time and memory): the plain path. With an unknown
-# batch size, the size of one sample decides.
-_FUSE_MIN_ELEMENTS = 2**16
-_FUSE_MIN_PER_SAMPLE = 2**10
+# Below a loss's measured crossover (`_crossover.CROSSOVER`, per loss body and mode: graph or
+# XLA) the two kernel launches cost more than they save (and a compile is not worth its time
+# and memory): the plain path. With an unknown batch size, the size of one sample decides.
+# An int here replaces the table for every loss (tests force the compiled path with 0).
+_FUSE_MIN_ELEMENTS = None
+_FUSE_MIN_PER_SAMPLE = None
 
 
 # True while the compiled kernels' Python functions are traced (`_compiled`).
@@ -313,27 +315,30 @@ def _xla_available():
     return bool(tf.test.is_built_with_xla())
 
 
-def _large(shape):
-    """Whether a static shape is at or above the fused path's size rule (None: not known)."""
+def _large(shape, body=None):
+    """Whether a static shape is at or above loss `body`'s crossover to the fused path
+    (`_crossover`; None: not known)."""
     shape = tf.TensorShape(shape)
     if shape.rank is None or shape.rank == 0:
         return None
+    least = _crossover.min_elements(body, _FUSE_MIN_ELEMENTS)
     n = shape.num_elements()
     if n is not None:
-        return n >= _FUSE_MIN_ELEMENTS
+        return n >= least
     per_sample = shape[1:].num_elements()
-    return None if per_sample is None else per_sample >= _FUSE_MIN_PER_SAMPLE
+    return None if per_sample is None else per_sample >= _crossover.min_per_sample(
+        least, _FUSE_MIN_PER_SAMPLE)
 
 
-def _fused(x, like=None):
-    """Whether the loss on x takes the compiled path: graph mode, float32 computation, large.
+def _fused(x, like=None, body=None):
+    """Whether loss `body` on x takes the compiled path: graph mode, float32 computation, large.
 
     `like` is the prediction (or its static shape) that measures the size (default x).
     """
     if not (_FUSE and _compute_dtype(x.dtype) == tf.float32 and not tf.executing_eagerly()
             and _xla_available()):
         return False
-    return bool(_large(x.shape if like is None else getattr(like, "shape", like)))
+    return bool(_large(x.shape if like is None else getattr(like, "shape", like), body))
 
 
 def _barrier(*structure):
@@ -418,7 +423,7 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
     if rule is not None and tf.executing_eagerly():
         rule.check_eagerly(tensors[0])
         rule = None
-    fused, ok, xla = _fused(x, like), [], rule is not None and under_xla()
+    fused, ok, xla = _fused(x, like, body), [], rule is not None and under_xla()
     if fused:
         forward, backward = _compiled(body, settings, x.dtype, rule, xla)
 
@@ -458,8 +463,8 @@ _CHECK_LABELS = True
 def trace_options():
     """The switches a loss reads when it is traced, as a dict.
 
-    `compiled_kernels`: whether float32 losses of at least 2**16 elements run as the two
-    XLA-compiled kernels in graph mode (off with `KERAS_AFL_FUSE_LOSSES=0`);
+    `compiled_kernels`: whether float32 losses from their measured crossover size up
+    (`_crossover`) run as the two XLA-compiled kernels (off with `KERAS_AFL_FUSE_LOSSES=0`);
     `label_checks`: whether labels are checked (bad labels raise; see the module docstring).
 
     Example:
