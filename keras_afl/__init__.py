@@ -1,4 +1,7 @@
-"""keras_afl: activation and loss functions for TensorFlow/Keras 3 with analytic derivatives.
+"""keras_afl: activation and loss functions for Keras 3 with analytic derivatives.
+
+On every Keras backend keras_afl serves: TensorFlow (`tf.custom_gradient`, fused kernels), JAX
+(`jax.custom_vjp`) and PyTorch (`torch.autograd.Function`).
 
 Importing the package registers every layer, loss and function as a Keras
 serializable object and adds their string names ("afl_relu", "focal", ...) to
@@ -9,37 +12,37 @@ Keras's lookup tables, so that `Dense(8, activation="afl_relu")` and
 import os as _os
 
 
-def _require_tensorflow_backend():
-    def wrong_backend(backend, cause=""):
-        return ImportError(
-            f"keras_afl needs Keras's TensorFlow backend, but Keras is set to {backend!r} "
-            f"(KERAS_BACKEND={_os.environ.get('KERAS_BACKEND', '<unset>')!r}, or the 'backend' "
-            f"key of ~/.keras/keras.json){cause}. keras_afl's gradients are written with "
-            "tf.custom_gradient. Fix: set KERAS_BACKEND=tensorflow before Python starts "
-            "(or before the first `import keras`)."
-        )
-
+def _require_supported_backend():
+    """Keras 3 on a backend keras_afl serves (TensorFlow, JAX, PyTorch), with that backend installed."""
     requested = _os.environ.get("KERAS_BACKEND")
+    from keras_afl._backend import SUPPORTED_BACKENDS, unsupported_backend_error
+
     try:
         import keras
     except ImportError as e:
-        if requested and requested != "tensorflow":
-            raise wrong_backend(requested, f", and importing Keras failed: {e}") from e
-        raise ImportError(f"keras_afl needs Keras 3 (pip install 'keras>=3'); import failed: {e}") from e
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise wrong_backend(backend)
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError as e:
+        if requested and requested not in SUPPORTED_BACKENDS:
+            raise unsupported_backend_error(requested) from e
         raise ImportError(
-            "keras_afl needs TensorFlow >= 2.16, which is not installed. Install one flavour: "
-            "pip install 'keras-afl[cpu]' (tensorflow-cpu), 'keras-afl[tf]' (tensorflow) or "
-            "'keras-afl[gpu]' (tensorflow[and-cuda])."
-        ) from e
+            f"keras_afl needs Keras 3 (pip install 'keras>=3') with one of its backends "
+            f"(KERAS_BACKEND={requested or '<unset>'!r}); import failed: {e}") from e
+
+    backend = keras.backend.backend()
+    if backend not in SUPPORTED_BACKENDS:
+        raise unsupported_backend_error(backend)
+    if backend == "tensorflow":
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                "keras_afl on Keras's TensorFlow backend needs TensorFlow >= 2.16, which is not "
+                "installed. Install one flavour: pip install 'keras-afl[cpu]' (tensorflow-cpu), "
+                "'keras-afl[tf]' (tensorflow) or 'keras-afl[gpu]' (tensorflow[and-cuda]); or use "
+                "another backend: KERAS_BACKEND=jax with 'keras-afl[jax]', KERAS_BACKEND=torch with "
+                "'keras-afl[torch]'."
+            ) from e
 
 
-_require_tensorflow_backend()
+_require_supported_backend()
 
 from keras_afl import activations, layers, losses, registry  # noqa: E402
 from keras_afl.registry import entries, entry, get, names, use_as_builtins  # noqa: E402

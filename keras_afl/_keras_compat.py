@@ -20,7 +20,14 @@ from __future__ import annotations
 import functools
 
 import keras
-import tensorflow as tf
+
+
+def _tf():
+    """TensorFlow, imported where a TensorFlow-only helper is called: this module imports on
+    every backend."""
+    import tensorflow as tf
+
+    return tf
 
 __all__ = [
     "KERAS_MASK", "KERAS_LOGITS", "KERAS_HISTORY", "INBOUND_NODES", "versions", "name_tables",
@@ -36,8 +43,16 @@ INBOUND_NODES = "_inbound_nodes"  # a layer's calls in symbolic graphs, one Node
 
 
 def versions():
-    """"Keras <version> / TensorFlow <version>", for messages."""
-    return f"Keras {keras.__version__} / TensorFlow {tf.__version__}"
+    """"Keras <version> / <backend> <version>", for messages."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return f"Keras {keras.__version__} / TensorFlow {_tf().__version__}"
+    try:
+        import importlib
+
+        return f"Keras {keras.__version__} / {backend} {importlib.import_module(backend).__version__}"
+    except (ImportError, AttributeError):
+        return f"Keras {keras.__version__} / {backend}"
 
 
 def _moved(what, function, consequence, error=None):
@@ -234,6 +249,7 @@ def _write_scalar(tag, value, step):
     plugin "scalars", empty content; TensorBoard sets the data class when it loads
     the event).
     """
+    tf = _tf()
     meta = tf.compat.v1.SummaryMetadata
     return tf.summary.write(tag, tf.cast(value, tf.float32), step=step,
                             metadata=meta(plugin_data=meta.PluginData(plugin_name="scalars")))
@@ -248,5 +264,5 @@ def summary_scalar(tag, value, step):
     so the logs TensorBoard shows do not depend on where they were written.
     """
     if _tensorboard_installed():
-        return tf.summary.scalar(tag, value, step=step)
+        return _tf().summary.scalar(tag, value, step=step)
     return _write_scalar(tag, value, step)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numbers
 import os
 
+import sys
+
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl.diagnostics import activation_of
@@ -26,7 +27,8 @@ _SATURATING_KINDS = ("sigmoid", "tanh")
 
 def _held_out_x(data):
     """The model input of `data`: x, the x of (x, y[, w]), or of a tf.data batch."""
-    if isinstance(data, tf.data.Dataset):
+    tf = sys.modules.get("tensorflow")  # a tf.data.Dataset exists only where TensorFlow is loaded
+    if tf is not None and isinstance(data, tf.data.Dataset):
         try:
             data = next(iter(data.take(1)))
         except StopIteration:
@@ -43,12 +45,13 @@ def _held_out_x(data):
             f"tuple or a batched tf.data.Dataset; received {data!r} (type {type(data).__name__}).")
 
     def to_tensor(v):
-        v = np.asarray(v) if not tf.is_tensor(v) else v
-        if not tf.is_tensor(v) and np.issubdtype(v.dtype, np.floating):
-            v = v.astype(keras.config.floatx())
-        return tf.convert_to_tensor(v)
+        if not keras.ops.is_tensor(v):
+            v = np.asarray(v)
+            if np.issubdtype(v.dtype, np.floating):
+                v = v.astype(keras.config.floatx())
+        return keras.ops.convert_to_tensor(v)
 
-    return tf.nest.map_structure(to_tensor, data)
+    return keras.tree.map_structure(to_tensor, data)
 
 
 class ActivationStats(keras.callbacks.Callback):
@@ -141,13 +144,17 @@ class ActivationStats(keras.callbacks.Callback):
         probe = keras.Model(inputs, outputs, name=f"{model.name}_activation_probe")
         kinds = [k for _, k in layers]
 
-        @tf.function(reduce_retracing=True)
         def compute(x):
             outs = probe(x, training=False)
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
-            return tf.concat([_figures(o, k) for o, k in zip(outs, kinds)], 0) if kinds \
-                else tf.zeros([0])
+            return keras.ops.concatenate([_figures(o, k) for o, k in zip(outs, kinds)], 0) \
+                if kinds else keras.ops.zeros([0])
+
+        if keras.backend.backend() == "tensorflow":  # one graph, traced once
+            import tensorflow as tf
+
+            compute = tf.function(compute, reduce_retracing=True)
 
         self._probe_model = probe
         self._probe = (compute, layers)
@@ -157,7 +164,7 @@ class ActivationStats(keras.callbacks.Callback):
         if self._probe is None or self._probe_model is None:
             self._build_probe()
         compute, layers = self._probe
-        values = compute(self._x).numpy().tolist() if layers else []
+        values = keras.ops.convert_to_numpy(compute(self._x)).tolist() if layers else []
         out, i = {}, 0
         for name, kind in layers:
             out[f"{name}/mean"], out[f"{name}/std"] = values[i], values[i + 1]
@@ -186,7 +193,7 @@ class ActivationStats(keras.callbacks.Callback):
             logs.update(figures)
         if self.log_dir is not None:
             if self._writer is None:
-                self._writer = tf.summary.create_file_writer(self.log_dir)
+                self._writer = _summary_writer(self.log_dir)
             with self._writer.as_default():
                 for k, v in figures.items():
                     _keras_compat.summary_scalar(k, v, int(epoch))
@@ -248,16 +255,33 @@ def _fed_tensor(sub_model):
     return calls[0] if len(calls) == 1 else None
 
 
+def _summary_writer(log_dir):
+    """A TensorBoard event writer (`tf.summary`), on every backend where TensorFlow is installed.
+
+    TensorBoard's event files are written by TensorFlow, as Keras's own `TensorBoard` callback
+    writes them on every backend.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ImportError(
+            f"ActivationStats(log_dir={log_dir!r}) writes TensorBoard event files with "
+            "tf.summary, and TensorFlow is not installed. Fix: pip install tensorflow-cpu (any "
+            "Keras backend can keep running), or pass log_dir=None and read the figures from "
+            "`history` or the epoch logs.") from None
+    return tf.summary.create_file_writer(log_dir)
+
+
 def _figures(out, kind):
     """[mean, std, (dead fraction), (saturated fraction)] of one activation output."""
-    y = tf.cast(out, tf.float32)
-    units = y.shape[-1] if y.shape.rank else 1
-    flat = tf.reshape(y, [-1, units if units is not None else tf.shape(y)[-1]])
-    figs = [tf.reduce_mean(flat), tf.math.reduce_std(flat)]
+    ops = keras.ops
+    y = ops.cast(out, "float32")
+    flat = ops.reshape(y, [-1, ops.shape(y)[-1] if len(y.shape) else 1])
+    figs = [ops.mean(flat), ops.std(flat)]
     if kind in _DEAD_KINDS:
-        alive = tf.reduce_any(flat > 0, axis=0)
-        figs.append(1.0 - tf.reduce_mean(tf.cast(alive, tf.float32)))
+        alive = ops.any(flat > 0, axis=0)
+        figs.append(1.0 - ops.mean(ops.cast(alive, "float32")))
     if kind in _SATURATING_KINDS:
-        deriv = flat * (1.0 - flat) if kind == "sigmoid" else 1.0 - tf.square(flat)
-        figs.append(tf.reduce_mean(tf.cast(deriv < SATURATION_THRESHOLD, tf.float32)))
-    return tf.stack(figs)
+        deriv = flat * (1.0 - flat) if kind == "sigmoid" else 1.0 - ops.square(flat)
+        figs.append(ops.mean(ops.cast(deriv < SATURATION_THRESHOLD, "float32")))
+    return ops.stack(figs)

@@ -11,7 +11,6 @@ compute dtype (float16/bfloat16) and keep PReLU's `alpha` in float32.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_afl import activations
 from keras_afl._grad_utils import check_number, normalize_axis
@@ -172,27 +171,35 @@ class SELU(_Elementwise):
 
 def _large_negative(dtype):
     # As keras.layers.Softmax: far below any logit, yet finite in the dtype.
-    return -3e4 if dtype == tf.float16 else -1e9
+    return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
 def _fits(mask_dims, input_dims):
     return all(m is None or i is None or m in (1, i) for m, i in zip(mask_dims, input_dims))
 
 
+def _dims(shape):
+    """A shape as a tuple of sizes (None where unknown), or None for an unknown rank."""
+    try:
+        return tuple(shape)
+    except (TypeError, ValueError):  # TensorFlow's TensorShape of unknown rank
+        return None
+
+
 def _fit_mask(mask, input_shape):
     """The mask, with a trailing axis added if it is a timestep mask; ValueError if it cannot apply."""
-    m, x = mask.shape, input_shape
-    if m.rank is None or x.rank is None:
+    m, x = _dims(mask.shape), _dims(input_shape)
+    if m is None or x is None:
         return mask
-    shapes = f"Received: inputs.shape={tuple(x)}, mask.shape={tuple(m)}."
-    if m.rank > x.rank:
+    shapes = f"Received: inputs.shape={x}, mask.shape={m}."
+    if len(m) > len(x):
         raise ValueError(
             f"Softmax: the `mask` has more axes than the `inputs`. {shapes} Expected a mask "
             "broadcastable to the inputs (as for keras.layers.Softmax) or the inputs' (batch, "
             "timesteps) mask. Fix: drop the extra axes of the mask."
         )
     keras_reading = _fits(m[::-1], x[::-1])
-    timestep = m.rank == x.rank - 1 and _fits(m, x[:-1])
+    timestep = len(m) == len(x) - 1 and _fits(m, x[:-1])
     if timestep and (not keras_reading or m[0] is None):
         return mask[..., None]
     if keras_reading:
@@ -243,14 +250,16 @@ class Softmax(keras.layers.Layer):
         _build_at_init(self)
 
     def call(self, inputs, mask=None):
-        inputs = tf.convert_to_tensor(inputs)
+        ops = keras.ops
+        inputs = ops.convert_to_tensor(inputs)
         if mask is None:
             return activations.softmax(inputs, axis=self.axis)
-        mask = _fit_mask(tf.convert_to_tensor(mask), inputs.shape)
-        if mask.dtype != tf.bool:
+        mask = _fit_mask(ops.convert_to_tensor(mask), inputs.shape)
+        if keras.backend.standardize_dtype(mask.dtype) != "bool":
             mask = mask > 0.5
-        logits = tf.where(mask, inputs, tf.constant(_large_negative(inputs.dtype), inputs.dtype))
-        y = activations.softmax(logits, axis=self.axis) * tf.cast(mask, inputs.dtype)
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        logits = ops.where(mask, inputs, ops.cast(_large_negative(dtype), dtype))
+        y = activations.softmax(logits, axis=self.axis) * ops.cast(mask, dtype)
         if isinstance(self.axis, tuple):  # as the function: no logits over several axes
             return y
         return activations._attach_logits(y, logits, "softmax", self.axis)
@@ -331,7 +340,7 @@ class PReLU(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return activations.prelu(inputs, tf.convert_to_tensor(self.alpha))
+        return activations.prelu(inputs, keras.ops.convert_to_tensor(self.alpha))
 
     def compute_output_shape(self, input_shape):
         return input_shape

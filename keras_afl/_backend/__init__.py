@@ -29,13 +29,13 @@ from __future__ import annotations
 import functools
 import importlib
 
-import keras
-
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def backend():
     """The active Keras backend's name."""
+    import keras  # here, not at the top: the package's import check names a backend Keras fails on
+
     return keras.backend.backend()
 
 

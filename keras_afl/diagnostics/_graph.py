@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import sys
+
 import keras
-import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl import activations as _afl_activations
@@ -27,10 +28,14 @@ def _function_table():
         (ka.softmax, "softmax"), (ka.elu, "elu"), (ka.selu, "selu"),
         (a.relu, "relu"), (a.leaky_relu, "leaky_relu"), (a.sigmoid, "sigmoid"),
         (a.tanh, "tanh"), (a.softmax, "softmax"), (a.elu, "elu"), (a.selu, "selu"),
-        (tf.nn.relu, "relu"), (tf.nn.relu6, "relu"), (tf.nn.leaky_relu, "leaky_relu"),
-        (tf.nn.sigmoid, "sigmoid"), (tf.nn.tanh, "tanh"), (tf.nn.softmax, "softmax"),
-        (tf.nn.elu, "elu"), (tf.nn.selu, "selu"),
     ]
+    tf = sys.modules.get("tensorflow")  # tf.nn's functions, where TensorFlow is loaded
+    if tf is not None:
+        pairs += [
+            (tf.nn.relu, "relu"), (tf.nn.relu6, "relu"), (tf.nn.leaky_relu, "leaky_relu"),
+            (tf.nn.sigmoid, "sigmoid"), (tf.nn.tanh, "tanh"), (tf.nn.softmax, "softmax"),
+            (tf.nn.elu, "elu"), (tf.nn.selu, "selu"),
+        ]
     return {id(fn): kind for fn, kind in pairs}
 
 

@@ -98,21 +98,34 @@ to turn the compiled path off (for a device without XLA). Measurements:
 `benchmarks/results.md`.
 """
 
-# One module per family (regression, binary, categorical, sparse), each with its functions, their
-# derivatives and their Loss classes; `_core` holds what they share (the switches of the compiled
-# path included), `_base` the Loss base class.
-from keras_afl.losses._core import set_trace_options, trace_options
-from keras_afl.losses.binary import (
-    BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
-)
-from keras_afl.losses.categorical import (
-    CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
-)
-from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
-from keras_afl.losses.sparse import (
-    SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
-    sparse_categorical_focal,
-)
+# On TensorFlow: one module per family (regression, binary, categorical, sparse), each with its
+# functions, their derivatives and their Loss classes; `_core` holds what they share (the switches
+# of the compiled path included), `_base` the Loss base class. On JAX and PyTorch:
+# `keras_afl._portable.losses`, the same names, settings and registered classes, each derivative
+# written once for both and given to `jax.custom_vjp` / a `torch.autograd.Function`.
+from keras_afl._backend import backend as _backend
+
+if _backend() == "tensorflow":
+    from keras_afl.losses._core import set_trace_options, trace_options
+    from keras_afl.losses.binary import (
+        BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
+    )
+    from keras_afl.losses.categorical import (
+        CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
+    )
+    from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
+    from keras_afl.losses.sparse import (
+        SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
+        sparse_categorical_focal,
+    )
+else:
+    from keras_afl._portable.losses import (  # noqa: F401
+        BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
+        MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
+        binary_crossentropy, categorical_crossentropy, categorical_focal, focal, hinge, huber,
+        mean_squared_error, set_trace_options, sparse_categorical_crossentropy,
+        sparse_categorical_focal, trace_options,
+    )
 
 __all__ = [
     "mean_squared_error", "binary_crossentropy", "categorical_crossentropy",
