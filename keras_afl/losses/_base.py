@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl.activations import _attach_logits
+from keras_afl.losses import _positives
 from keras_afl.losses._core import _HALF
 from keras_afl.losses._logits import _carried_logits
 
@@ -41,6 +42,9 @@ class _Loss(keras.losses.Loss):
     # Settings added after 0.1.0 (Keras's arguments), saved only when not at their default:
     # files with default settings stay as they were, readable by earlier versions.
     _unsaved_defaults = {}
+    # Settings of the class only (how the batch is reduced), not passed to the function.
+    _reduction_settings = ()
+    normalize = None  # "positives" / "positives_per_image" on the losses that count positives
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -53,9 +57,33 @@ class _Loss(keras.losses.Loss):
         return type(self)._fn(y_true, y_pred, **self._settings())
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.normalize is not None:
+            return self._call_normalized(y_true, y_pred, sample_weight)
         if self._half_input(y_pred):
             return self._call_half(y_true, y_pred, sample_weight)
         return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
+
+    def _positives_parts(self, y_true, y_pred):
+        """(per-sample losses, each a sum over its entries, in the computation dtype with any
+        Keras mask; the number of positive, non-ignored entries of each sample)."""
+        raise NotImplementedError  # pragma: no cover - only classes with `normalize` call it
+
+    def _call_normalized(self, y_true, y_pred, sample_weight):
+        """`__call__` with `normalize` (`_positives.reduce`): the sum of the weighted per-sample
+        losses over the number of positives, counted over every replica. y_pred is cast to the
+        loss dtype as Keras does (keeping its logits and mask), half precision excepted."""
+        in_mask = _keras_compat.keras_mask(y_pred)
+        with tf.name_scope(self.name):
+            if not self._half_input(y_pred):
+                y_pred = self._carry_logits(y_pred)
+                if not tf.is_tensor(y_pred) or y_pred.dtype != tf.as_dtype(self.dtype):
+                    y_pred = tf.cast(y_pred, self.dtype)
+            if not tf.is_tensor(y_true):
+                y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
+            losses, positives = self._positives_parts(y_true, y_pred)
+            mask = _positives.combined_mask(in_mask, _keras_compat.keras_mask(losses))
+            return _positives.reduce(losses, positives, sample_weight, mask, self.normalize,
+                                     self.reduction, self.dtype)
 
     def _half_input(self, y_pred):
         # Only for our own call(): a subclass that overrides it is promised Keras's casts.
@@ -114,7 +142,8 @@ class _Loss(keras.losses.Loss):
         config = super().get_config()
         config["dtype"] = (None if self._given_dtype is None
                            else keras.dtype_policies.get(self._given_dtype).name)
-        config.update({k: v for k, v in self._settings().items()
+        settings = {**self._settings(), **{k: getattr(self, k) for k in self._reduction_settings}}
+        config.update({k: v for k, v in settings.items()
                        if k not in self._unsaved_defaults or v != self._unsaved_defaults[k]})
         return config
 

@@ -49,6 +49,7 @@ class LabelRule(NamedTuple):
     high: float
     expected: str  # e.g. "labels in [0, 1] (the probability of the positive class)"
     fix: str
+    ignore: float | None = None  # a label value that is always accepted (the losses' ignore_class)
 
     def flag(self, loss, y):
         """The loss elements minus 1e38 x (y - low)(y - high) where that is > 0: unchanged for
@@ -60,13 +61,18 @@ class LabelRule(NamedTuple):
         return loss - outside * _BIG
 
     def _message(self):
-        return f"{self.fn_name}: `y_true` must hold {self.expected}; received"
+        also = "" if self.ignore is None else f" or ignore_class={_fmt(self.ignore)}"
+        return f"{self.fn_name}: `y_true` must hold {self.expected}{also}; received"
+
+    def _good(self, values):
+        ok = (values >= self.low) & (values <= self.high)  # a NaN label is bad
+        return ok if self.ignore is None else ok | (values == self.ignore)
 
     def check_eagerly(self, y):
         """Raises an `InvalidLabelsError` naming the first label outside [low, high], if any."""
         values = y.numpy().reshape(-1)
-        _raise_first_bad(self._message(), values, (values >= self.low) & (values <= self.high),
-                         "flat index", "labels", self.fix)  # a NaN label is bad
+        _raise_first_bad(self._message(), values, self._good(values), "flat index", "labels",
+                         self.fix)
 
     def verdict(self, loss):
         return _verdict(loss)
@@ -76,7 +82,7 @@ class LabelRule(NamedTuple):
 
         def data():
             flat = tf.reshape(y if y.dtype.is_floating else tf.cast(y, tf.float32), [-1])
-            bad = tf.logical_not((flat >= self.low) & (flat <= self.high))
+            bad = tf.logical_not(self._good(flat))
             i = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)  # the first bad one
             v = flat[i]
             beyond = tf.where(v > self.high, v - self.high, self.low - v)

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl.losses import _positives
 from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
@@ -18,12 +20,47 @@ from keras_afl.losses._core import (
 _LABEL_FORMATS = ("auto", "binary", "signed")
 
 
-def _unit_labels(fn_name):
-    """The label rule of BCE and the binary focal loss: labels in [0, 1] (`_checks`)."""
+def _unit_labels(fn_name, ignore=None):
+    """The label rule of BCE and the binary focal loss: labels in [0, 1] (`_checks`), or the
+    loss's `ignore_class`."""
     return LabelRule(
         fn_name, 0.0, 1.0, "labels in [0, 1] (the probability of the positive class)",
-        "map the labels into [0, 1] first, e.g. (y + 1) / 2 for -1/+1 labels; class ids of more "
-        "than two classes need a categorical or sparse categorical loss")
+        "map the labels into [0, 1] first, e.g. (y + 1) / 2 for -1/+1 labels, and mark entries "
+        "to leave out with ignore_class; class ids of more than two classes need a categorical "
+        "or sparse categorical loss", None if ignore is None else float(ignore))
+
+
+def _entry_scale(y0, x, ignore, total):
+    """(labels with ignored entries set to 0, the weight of each entry in its row's value).
+
+    The weight is 1/N (the mean over the axis), or 1 with `total` (the sum, for the
+    normalisation by positives); with `ignore`, 0 for an ignored entry and, for the mean,
+    1/max(1, entries kept) for the others. Only called with `ignore` or `total` set: the
+    default path keeps its own expressions.
+    """
+    if ignore is None:
+        return y0, tf.ones([], x.dtype)
+    keep = tf.cast(tf.not_equal(y0, ignore), x.dtype)
+    y0 = y0 * keep  # an ignored label reads as 0, so no formula sees it (no NaN to mask)
+    if total:
+        return y0, keep
+    return y0, keep / tf.maximum(_class_sum(keep), 1.0)
+
+
+def _finish_binary(loss, y, x, ignore, total):
+    """The row losses with, for `ignore`, a Keras mask leaving out rows with every entry
+    ignored (so that Keras's mean counts the others only), and with `total` the number of
+    positive (label > 0), non-ignored entries of each row, for the normalisation."""
+    yc = None
+    if ignore is not None or total:
+        yc = tf.cast(y, x.dtype) if y.dtype != x.dtype else y
+    keep = None if ignore is None else tf.not_equal(yc, ignore)
+    if keep is not None:
+        _keras_compat.set_keras_mask(loss, tf.reduce_any(keep, -1))
+    if not total:
+        return loss, None
+    positive = yc > 0.0 if keep is None else (yc > 0.0) & keep
+    return loss, tf.reduce_sum(tf.cast(positive, x.dtype), -1)
 
 
 _HINGE_RULES = {  # "auto" takes any labels
@@ -154,7 +191,7 @@ _SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
 @_register
 @_public_loss
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, pos_weight=None,
-                        axis=-1):
+                        axis=-1, ignore_class=None):
     """Binary cross-entropy, averaged over `axis` (the last by default).
 
     For binary and multi-label classification with a sigmoid output. Pass
@@ -183,6 +220,10 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
             `BCEWithLogitsLoss(pos_weight=...)`: a number >= 0 or one number per
             output (along `axis`). None means 1.
         axis: The axis to average over (an int), as Keras's `axis`.
+        ignore_class: None, or a label value outside [0, 1] (e.g. -1, or 255 for void
+            pixels) marking entries to leave out: they add nothing to the loss or its
+            gradient, each row is the mean over its other entries, and a row with every
+            entry ignored is 0 and masked out of Keras's average (a Keras mask).
 
     Returns:
         Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
@@ -193,19 +234,33 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     >>> print(round(float(loss[0]), 4))  # log 2
     0.6931
     """
+    loss, dtype, _ = _bce(y_true, y_pred, from_logits, label_smoothing, pos_weight, axis,
+                          ignore_class, total=False)
+    return _done(loss, dtype)
+
+
+def _bce(y_true, y_pred, from_logits, label_smoothing, pos_weight, axis, ignore_class, total):
+    """(row losses in the computation dtype, y_pred's dtype, positives per row or None): the
+    mean over `axis`, or with `total` the sum and each row's number of positives."""
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     pw = _check_weights(pos_weight, "pos_weight")
+    ignore = _positives.check_binary_ignore(ignore_class)
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "binary_crossentropy"), axis)
     dtype = x.dtype
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
     weights = () if w is None else (w,)
-    rule = _unit_labels("binary_crossentropy")
+    rule = _unit_labels("binary_crossentropy", ignore)
+    # The default (no ignore label, the mean) keeps its settings, so its compiled kernels too.
+    extra = () if ignore is None and not total else (ignore, total)
     if from_logits:
-        return _done(_custom_loss(_bce_logits, (ls,), x, y, *weights, rule=rule), dtype)
-    return _done(_custom_loss(_bce_probabilities, (ls, keras.config.epsilon()), x, y, *weights,
-                              rule=rule), dtype)
+        loss = _custom_loss(_bce_logits, (ls, *extra), x, y, *weights, rule=rule)
+    else:
+        loss = _custom_loss(_bce_probabilities, (ls, keras.config.epsilon(), *extra), x, y,
+                            *weights, rule=rule)
+    loss, positives = _finish_binary(loss, y, x, ignore, total)
+    return loss, dtype, positives
 
 
 def _logit_parts(z):
@@ -229,33 +284,45 @@ def _bce_logits(settings, z, y, w=None):
     # sigmoid(z) - y cancel for a confidently right positive (y = 1, z = 30: no digit left).
     # With u, v the weights of the sides z is against and for: CE = u |z| + (1 + (w - 1) y) log1p(e),
     # dCE/dz = sign(z) (u sigmoid(|z|) - v sigmoid(-|z|)).
-    (ls,) = settings
+    # settings: (ls,) for the mean over the axis; (ls, ignore, total) with an ignore label or
+    # the sum (`_entry_scale`).
+    ls, weighted = settings[0], len(settings) > 1
     y0 = _labels(y, z)
+    if weighted:
+        y0, scale = _entry_scale(y0, z, *settings[1:])
     y = _smooth_binary(y0, ls)
     ny = 1.0 - y
     wy = y if w is None else w * y
     a, e, l1, pos, npos = _logit_parts(z)
     u = pos * ny + npos * wy
-    loss = _class_mean(_flag_labels(a * u + (l1 if w is None else (ny + wy) * l1), y0))
+    ce = _flag_labels(a * u + (l1 if w is None else (ny + wy) * l1), y0)
+    loss = _class_sum(ce * scale, keepdims=False) if weighted else _class_mean(ce)
 
     def grad(g):
         r = 1.0 / (1.0 + e)
         d = (pos - npos) * (r * u - (e * r) * (pos * wy + npos * ny))
+        if weighted:
+            return g[..., None] * scale * d
         return (g * _inv_size(z))[..., None] * d
 
     return loss, grad
 
 
 def _bce_probabilities(settings, p, y, w=None):
-    ls, eps = settings
+    ls, eps, weighted = settings[0], settings[1], len(settings) > 2
     y0 = _labels(y, p)
+    if weighted:
+        y0, scale = _entry_scale(y0, p, *settings[2:])
     y = _smooth_binary(y0, ls)
     wy = y if w is None else w * y
     ny = 1.0 - y
     cp, cq = _clip_pair(p, eps)
-    loss = _class_mean(_flag_labels(-(wy * tf.math.log(cp) + ny * tf.math.log(cq)), y0))
+    ce = _flag_labels(-(wy * tf.math.log(cp) + ny * tf.math.log(cq)), y0)
+    loss = _class_sum(ce * scale, keepdims=False) if weighted else _class_mean(ce)
 
     def grad(g):
+        if weighted:
+            return g[..., None] * scale * (ny / cq - wy / cp)
         return (g * _inv_size(p))[..., None] * (ny / cq - wy / cp)
 
     return loss, grad
@@ -264,7 +331,7 @@ def _bce_probabilities(settings, p, y, w=None):
 @_register
 @_public_loss
 def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
-          apply_class_balancing=True, axis=-1):
+          apply_class_balancing=True, axis=-1, ignore_class=None):
     """Binary focal loss (multi-label), averaged over `axis` (the last by default).
 
     Cross-entropy that down-weights easy, well-classified examples by
@@ -303,6 +370,10 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
         label_smoothing: In [0, 1]; squeezes the labels towards 0.5.
         apply_class_balancing: Whether `alpha` is applied (Keras's argument; default True here).
         axis: The axis to average over (an int), as Keras's `axis`.
+        ignore_class: None, or a label value outside [0, 1] (e.g. -1 for anchors between the
+            IoU thresholds, 255 for void pixels) marking entries to leave out: they add
+            nothing to the loss or its gradient, each row is the mean over its other entries,
+            and a row with every entry ignored is 0 and masked out of Keras's average.
 
     Returns:
         Tensor of `y_pred`'s shape without `axis`, dtype of `y_pred`.
@@ -316,38 +387,60 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     Reference:
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
+    loss, dtype, _ = _focal(y_true, y_pred, gamma, alpha, from_logits, label_smoothing,
+                            apply_class_balancing, axis, ignore_class, total=False)
+    return _done(loss, dtype)
+
+
+def _focal(y_true, y_pred, gamma, alpha, from_logits, label_smoothing, apply_class_balancing, axis,
+           ignore_class, total):
+    """(row losses in the computation dtype, y_pred's dtype, positives per row or None), as `_bce`."""
     gamma = check_number(gamma, "gamma", low=0.0)
     alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
     if not _check_bool(apply_class_balancing, "apply_class_balancing"):
         alpha = None
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    ignore = _positives.check_binary_ignore(ignore_class)
     x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "focal"), axis)
     dtype = x.dtype
+    rule = _unit_labels("focal", ignore)
+    extra = () if ignore is None and not total else (ignore, total)  # as in `_bce`
     if from_logits:
-        return _done(_custom_loss(_focal_logits, (gamma, alpha, ls), x, y, rule=_unit_labels("focal")),
-                     dtype)
-    return _done(_custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon()), x, y,
-                              rule=_unit_labels("focal")),
-                 dtype)
+        loss = _custom_loss(_focal_logits, (gamma, alpha, ls, *extra), x, y, rule=rule)
+    else:
+        loss = _custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon(), *extra),
+                            x, y, rule=rule)
+    loss, positives = _finish_binary(loss, y, x, ignore, total)
+    return loss, dtype, positives
 
 
-def _focal_scale(y, ny, x, alpha):
+def _focal_scale(y, ny, inv_n, alpha):
     """alpha_t / N = (alpha y + (1 - alpha)(1 - y)) / N, from the labels only (1 / N for None).
 
-    ny = 1 - y; the two terms have one sign, so soft labels lose nothing to cancellation.
+    inv_n: 1 / N, or each entry's weight (`_entry_scale`). ny = 1 - y; the two terms have one
+    sign, so soft labels lose nothing to cancellation.
     """
-    inv_n = _inv_size(x)
     return inv_n if alpha is None else y * (alpha * inv_n) + ny * ((1.0 - alpha) * inv_n)
 
 
-def _focal_logits(settings, z, y):
-    gamma, alpha, ls = settings
-    y0 = _labels(y, z)
-    y = _smooth_binary(y0, ls)
+def _focal_labels(settings, x, y, n_settings):
+    """(labels as read, smoothed labels, 1 - them, alpha_t / N) of a focal body whose first
+    `n_settings` settings are its own; the rest are (ignore, total) when given (`_entry_scale`)."""
+    y0 = _labels(y, x)
+    if len(settings) > n_settings:
+        y0, inv_n = _entry_scale(y0, x, *settings[n_settings:])
+    else:
+        inv_n = _inv_size(x)
+    y = _smooth_binary(y0, settings[2])
     ny = 1.0 - y
-    scale = _focal_scale(y, ny, z, alpha)
+    return y0, y, ny, _focal_scale(y, ny, inv_n, settings[1])
+
+
+def _focal_logits(settings, z, y):
+    gamma = settings[0]
+    y0, y, ny, scale = _focal_labels(settings, z, y, 3)
     # Each label side in its own terms (NUMERICS.md), every sum of terms of one sign:
     # CE = y softplus(-z) + (1 - y) softplus(z), m = 1 - p_t = y q + (1 - y) p and
     # p - y = (1 - y) p - y q (p = sigmoid(z), q = sigmoid(-z)), so a confidently right
@@ -379,11 +472,8 @@ def _focal_logits(settings, z, y):
 
 
 def _focal_probabilities(settings, p, y):
-    gamma, alpha, ls, eps = settings
-    y0 = _labels(y, p)
-    y = _smooth_binary(y0, ls)
-    ny = 1.0 - y
-    scale = _focal_scale(y, ny, p, alpha)
+    gamma, eps = settings[0], settings[3]
+    y0, y, ny, scale = _focal_labels(settings, p, y, 4)
     cp, cq = _clip_pair(p, eps)
     ce = -(y * tf.math.log(cp) + ny * tf.math.log(cq))  # per side, as the logits path
     if gamma == 0.0:
@@ -444,6 +534,10 @@ class BinaryCrossentropy(_Loss):
         pos_weight: None, a number >= 0, or one per output (as PyTorch's `BCEWithLogitsLoss`).
         reduction, name, dtype: As `keras.losses.Loss`.
         axis: The axis to average over (an int), as Keras's `axis`; keyword only.
+        ignore_class: None, or a label value outside [0, 1] whose entries are left out (see
+            `binary_crossentropy`); keyword only.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
+            summed loss divided by the number of positive entries (see `FocalLoss`); keyword only.
 
     Example:
     >>> import keras_afl
@@ -454,20 +548,30 @@ class BinaryCrossentropy(_Loss):
 
     _fn = staticmethod(binary_crossentropy)
     _logits_op = "Sigmoid"
-    _unsaved_defaults = {"axis": -1}
+    _unsaved_defaults = {"axis": -1, "ignore_class": None, "normalize": None}
+    _reduction_settings = ("normalize",)
 
     def __init__(self, from_logits=False, label_smoothing=0.0, pos_weight=None,
                  reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None, *,
-                 axis=-1):
+                 axis=-1, ignore_class=None, normalize=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.pos_weight = _check_weights(pos_weight, "pos_weight")
         self.axis = _check_axis(axis)
+        self.ignore_class = _positives.check_binary_ignore(ignore_class)
+        self.normalize = _positives.check_normalize(normalize, reduction, type(self).__name__)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
-                "pos_weight": _tuple_or_value(self.pos_weight), "axis": self.axis}
+                "pos_weight": _tuple_or_value(self.pos_weight), "axis": self.axis,
+                "ignore_class": self.ignore_class}
+
+    def _positives_parts(self, y_true, y_pred):
+        s = self._settings()
+        loss, _, positives = _bce(y_true, y_pred, s["from_logits"], s["label_smoothing"],
+                                  s["pos_weight"], s["axis"], s["ignore_class"], total=True)
+        return loss, positives
 
 
 @_register
@@ -478,6 +582,19 @@ class FocalLoss(_Loss):
     applied unless None or `apply_class_balancing=False`; Keras's
     `BinaryFocalCrossentropy` has the same argument but defaults to False.
 
+    For dense detection (RetinaNet): labels `[batch, anchors, classes]`, `ignore_class=-1` on
+    the anchors between the IoU thresholds, and `normalize="positives"`: the loss is the sum
+    over every non-ignored entry divided by max(1, number of positive entries, label > 0) of
+    the batch -- not the mean over anchors and classes, which a few hundred positives among
+    100k anchors would make tiny. `"positives_per_image"` divides each image's sum by its own
+    count and averages over the images. Sample weights multiply the entries' losses (not the
+    count); masked samples count for nothing. Under `tf.distribute` (Mirrored,
+    MultiWorkerMirrored) the counts are summed over the replicas (an all-reduce in the replica
+    context), so the loss and gradients equal a single-device run on the global batch: each
+    replica returns its share (the global loss is their sum; Keras's `fit()` sums gradients
+    and reports the sum). With `normalize` the `reduction` must stay at its default, or be
+    None for the per-sample terms whose sum is the loss.
+
     Args:
         gamma: Focusing parameter, >= 0.
         alpha: Weight of the positive class in [0, 1], or None.
@@ -486,21 +603,32 @@ class FocalLoss(_Loss):
         reduction, name, dtype: As `keras.losses.Loss`.
         apply_class_balancing: Whether `alpha` is applied (default True); keyword only.
         axis: The axis to average over (an int), as Keras's `axis`; keyword only.
+        ignore_class: None, or a label value outside [0, 1] (-1, 255) whose entries add
+            nothing to the loss or gradient (see `focal`); keyword only.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`
+            (above); keyword only.
 
     Example:
     >>> import keras_afl
     >>> fl = keras_afl.losses.FocalLoss(gamma=2.0, alpha=None, from_logits=True)
     >>> print(round(float(fl([[1.0]], [[0.0]])), 4))
     0.1733
+    >>> # two anchors, three classes: one positive entry, one anchor ignored
+    >>> det = keras_afl.losses.FocalLoss(gamma=0.0, alpha=None, from_logits=True,
+    ...                                  ignore_class=-1, normalize="positives")
+    >>> print(round(float(det([[[0.0, 1.0, 0.0], [-1.0, -1.0, -1.0]]], [[[0.0] * 3] * 2])), 4))
+    2.0794
     """
 
     _fn = staticmethod(focal)
     _logits_op = "Sigmoid"
-    _unsaved_defaults = {"apply_class_balancing": True, "axis": -1}
+    _unsaved_defaults = {"apply_class_balancing": True, "axis": -1, "ignore_class": None,
+                         "normalize": None}
+    _reduction_settings = ("normalize",)
 
     def __init__(self, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
                  reduction="sum_over_batch_size", name="focal", dtype=None, *,
-                 apply_class_balancing=True, axis=-1):
+                 apply_class_balancing=True, axis=-1, ignore_class=None, normalize=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
@@ -508,8 +636,15 @@ class FocalLoss(_Loss):
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.apply_class_balancing = _check_bool(apply_class_balancing, "apply_class_balancing")
         self.axis = _check_axis(axis)
+        self.ignore_class = _positives.check_binary_ignore(ignore_class)
+        self.normalize = _positives.check_normalize(normalize, reduction, type(self).__name__)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": self.alpha, "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing,
-                "apply_class_balancing": self.apply_class_balancing, "axis": self.axis}
+                "apply_class_balancing": self.apply_class_balancing, "axis": self.axis,
+                "ignore_class": self.ignore_class}
+
+    def _positives_parts(self, y_true, y_pred):
+        loss, _, positives = _focal(y_true, y_pred, **self._settings(), total=True)
+        return loss, positives
