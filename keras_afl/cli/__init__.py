@@ -34,6 +34,36 @@ from keras_afl.cli.common import CLIError, ConfigError, quiet_tensorflow
 __all__ = ["main", "build_parser"]
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _choose_backend(name, argv):
+    """Runs the command on the backend `name` (KERAS_BACKEND for this run).
+
+    Keras picks its backend once per process, at its import, and `import keras_afl` (which
+    runs before the command line is read) imports Keras. So from the command line (`argv` None)
+    a run on another backend starts again in a new Python process with KERAS_BACKEND set; called
+    in-process with other `argv`, that is a CLIError.
+    """
+    if name is None:
+        return
+    import os
+
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        current = keras.backend.backend()
+        if current != name and argv is None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execve(sys.executable, [sys.executable, "-m", "keras_afl", *sys.argv[1:]],
+                      {**os.environ, "KERAS_BACKEND": name})
+        if current != name:
+            raise CLIError(
+                f"--backend {name}: Keras is already running on {current!r} in this process and "
+                "cannot switch. Fix: run keras-afl in a new process (the command line does), or "
+                f"set KERAS_BACKEND={name} before Python starts.")
+        return
+    os.environ["KERAS_BACKEND"] = name
 
 
 def build_parser():
@@ -41,11 +71,14 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-afl",
         description="keras_afl: activation and loss functions with analytic derivatives "
-                    "for TensorFlow/Keras 3.",
+                    "for Keras 3 (TensorFlow, JAX or PyTorch backend).",
         epilog="Start with `keras-afl demo`. Exit codes: 0 success, 1 a step or check "
                "failed, 2 usage/config/installation error.",
     )
     parser.add_argument("--version", action="store_true", help="print the versions and exit")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="Keras backend to run on (default: KERAS_BACKEND, else Keras's "
+                             "configured backend); sets KERAS_BACKEND for this run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -150,8 +183,12 @@ def build_parser():
     p.add_argument("--modes", nargs="+", choices=("graph", "xla"), metavar="MODE",
                    help="graph and/or xla (default: both)")
     p.add_argument("--suites", nargs="+",
-                   choices=("activations", "losses", "training", "memory", "checks"), metavar="SUITE",
-                   help="activations, losses, training, memory, checks (default: all)")
+                   choices=("activations", "losses", "training", "memory", "checks", "classifier", "sweep"),
+                   metavar="SUITE",
+                   help="activations, losses, training, memory, checks (default: these five); "
+                        "classifier (training steps at batch 32-512), sweep (every loss and "
+                        "activation at 2^10-2^24 elements, the losses' crossover; --sizes and "
+                        "--repeats set its sizes and repeats)")
     p.add_argument("--cases", nargs="+", metavar="NAME",
                    help="only these activations/losses (e.g. relu focal_logits)")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
@@ -190,6 +227,11 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2); argparse printed it
         return e.code if isinstance(e.code, int) else 0
+    try:
+        _choose_backend(args.backend, argv)
+    except CLIError as e:
+        print(f"keras-afl: {e}", file=sys.stderr)
+        return e.exit_code
     if args.version:
         from keras_afl.cli.common import versions
 

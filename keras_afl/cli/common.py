@@ -163,7 +163,11 @@ def _numeric(text):
 def versions():
     """Versions of Python and of the libraries a run depends on (those already importable)."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for mod in ("keras_afl", "tensorflow", "keras", "numpy", "sklearn", "matplotlib", "yaml"):
+    keras = importlib.import_module("keras")
+    backend = keras.backend.backend()
+    out["backend"] = backend
+    # The active backend's library only: importing another (TensorFlow under JAX) costs seconds.
+    for mod in ("keras_afl", backend, "keras", "numpy", "sklearn", "matplotlib", "yaml"):
         m = sys.modules.get(mod)
         if m is None:
             try:
