@@ -68,3 +68,48 @@ class ops:
     @staticmethod
     def dtype_name(x):
         return jnp.dtype(x.dtype).name
+
+    # Used by the portable losses (keras_afl._portable.losses).
+    floor = staticmethod(jnp.floor)
+    isnan = staticmethod(jnp.isnan)
+    ones_like = staticmethod(jnp.ones_like)
+    reshape = staticmethod(jnp.reshape)
+    moveaxis = staticmethod(jnp.moveaxis)
+    expand_dims = staticmethod(jnp.expand_dims)
+    squeeze = staticmethod(jnp.squeeze)
+
+    @staticmethod
+    def cast(x, dtype):
+        """x as the float/int dtype named `dtype` ("float32", "int32", ...)."""
+        return x if jnp.dtype(x.dtype).name == dtype else x.astype(dtype)
+
+    @staticmethod
+    def constant(value, dtype, like):
+        """A tensor of `value` (a number or nested list) in `dtype`, on `like`'s device."""
+        return jnp.asarray(value, dtype=dtype)
+
+    @staticmethod
+    def all(x):
+        """Whether every element of the boolean x is True, as a 0-d boolean tensor."""
+        return jnp.all(x)
+
+    @staticmethod
+    def take_last(x, indices):
+        """x[..., indices[...]]: one entry per row of the last axis (indices: x's shape[:-1])."""
+        return jnp.take_along_axis(x, indices[..., None], axis=-1)[..., 0]
+
+    @staticmethod
+    def one_hot(indices, depth, like):
+        """One-hot rows of length `depth` in `like`'s dtype (indices in [0, depth))."""
+        return jax.nn.one_hot(indices, depth, dtype=like.dtype)
+
+    @staticmethod
+    def is_traced(x):
+        """Whether x is being traced (jax.jit, vmap, ...) rather than a concrete array."""
+        return isinstance(x, jax.core.Tracer)
+
+    @staticmethod
+    def to_numpy(x):
+        import numpy as np
+
+        return np.asarray(x)

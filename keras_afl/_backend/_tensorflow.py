@@ -56,3 +56,46 @@ class ops:
     @staticmethod
     def dtype_name(x):
         return x.dtype.name
+
+    # Used by the portable losses (keras_afl._portable.losses).
+    floor = staticmethod(tf.floor)
+    isnan = staticmethod(tf.math.is_nan)
+    ones_like = staticmethod(tf.ones_like)
+    reshape = staticmethod(tf.reshape)
+    moveaxis = staticmethod(tf.experimental.numpy.moveaxis)
+    expand_dims = staticmethod(tf.expand_dims)
+    squeeze = staticmethod(tf.squeeze)
+
+    @staticmethod
+    def cast(x, dtype):
+        """x as the float/int dtype named `dtype` ("float32", "int32", ...)."""
+        return tf.cast(x, dtype)
+
+    @staticmethod
+    def constant(value, dtype, like):
+        """A tensor of `value` (a number or nested list) in `dtype`, on `like`'s device."""
+        return tf.constant(value, dtype)
+
+    @staticmethod
+    def all(x):
+        """Whether every element of the boolean x is True, as a 0-d boolean tensor."""
+        return tf.reduce_all(x)
+
+    @staticmethod
+    def take_last(x, indices):
+        """x[..., indices[...]]: one entry per row of the last axis (indices: x's shape[:-1])."""
+        return tf.gather(x, indices, batch_dims=len(x.shape) - 1)
+
+    @staticmethod
+    def one_hot(indices, depth, like):
+        """One-hot rows of length `depth` in `like`'s dtype (indices in [0, depth))."""
+        return tf.one_hot(indices, depth, dtype=like.dtype)
+
+    @staticmethod
+    def is_traced(x):
+        """Whether a graph is being built (tf.function) rather than run eagerly."""
+        return not tf.executing_eagerly()
+
+    @staticmethod
+    def to_numpy(x):
+        return x.numpy()

@@ -72,3 +72,51 @@ class ops:
     @staticmethod
     def dtype_name(x):
         return str(x.dtype).replace("torch.", "")
+
+    # Used by the portable losses (keras_afl._portable.losses).
+    floor = staticmethod(torch.floor)
+    isnan = staticmethod(torch.isnan)
+    ones_like = staticmethod(torch.ones_like)
+    reshape = staticmethod(torch.reshape)
+    moveaxis = staticmethod(torch.movedim)
+    expand_dims = staticmethod(torch.unsqueeze)
+
+    @staticmethod
+    def squeeze(x, axis):
+        return torch.squeeze(x, dim=axis)
+
+    @staticmethod
+    def cast(x, dtype):
+        """x as the float/int dtype named `dtype` ("float32", "int32", ...)."""
+        return x.to(getattr(torch, dtype))
+
+    @staticmethod
+    def constant(value, dtype, like):
+        """A tensor of `value` (a number or nested list) in `dtype`, on `like`'s device."""
+        return torch.tensor(value, dtype=getattr(torch, dtype), device=like.device)
+
+    @staticmethod
+    def all(x):
+        """Whether every element of the boolean x is True, as a 0-d boolean tensor."""
+        return torch.all(x)
+
+    @staticmethod
+    def take_last(x, indices):
+        """x[..., indices[...]]: one entry per row of the last axis (indices: x's shape[:-1])."""
+        return torch.gather(x, -1, indices.long().unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def one_hot(indices, depth, like):
+        """One-hot rows of length `depth` in `like`'s dtype (indices in [0, depth))."""
+        return torch.nn.functional.one_hot(indices.long(), depth).to(like.dtype)
+
+    @staticmethod
+    def is_traced(x):
+        """Whether the code is being compiled (torch.compile) rather than run eagerly."""
+        compiler = getattr(torch, "compiler", None)
+        return bool(compiler is not None and compiler.is_compiling())
+
+    @staticmethod
+    def to_numpy(x):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()

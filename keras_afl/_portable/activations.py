@@ -9,6 +9,7 @@ the input dtype, as the native kernels do.
 from __future__ import annotations
 
 from keras_afl._backend import custom_derivative, ops
+from keras_afl._portable._logits import attach_logits
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -69,7 +70,8 @@ def sigmoid(x):
         (x,) = xs
         return (g * y * o.sigmoid(-x),)
 
-    return custom_derivative(forward, backward)(x)
+    # The output carries its logits for the cross-entropies (PyTorch; JAX arrays refuse them).
+    return attach_logits(custom_derivative(forward, backward)(x), x, "sigmoid")
 
 
 def tanh(x):
@@ -98,7 +100,7 @@ def softmax(x, axis):
     def backward(xs, y, saved, g):
         return (y * (g - o.sum(g * y, axis=axis, keepdims=True)),)
 
-    return custom_derivative(forward, backward)(x)
+    return attach_logits(custom_derivative(forward, backward)(x), x, "softmax", axis)
 
 
 def elu(x, alpha, scale=1.0):

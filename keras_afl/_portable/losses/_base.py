@@ -1,0 +1,85 @@
+"""The base of the portable `Loss` classes: settings stored and saved exactly as the TensorFlow
+classes save them (`keras_afl.losses._base`: same class names, config keys and values, the
+same unknown-key error), so a `.keras` file moves between backends; the loss function called
+in `call()`; the logits carried across Keras's cast of `y_pred` to the loss dtype.
+
+Reduction, sample weights and masks are `keras.losses.Loss`'s own. Given float16/bfloat16
+predictions, Keras casts them to the loss dtype (float32) before `call()`: the values and
+gradients are those of the functions, which compute half precision in float32 anyway.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+from keras_afl._backend import ops
+from keras_afl._portable._logits import attach_logits, carried_logits
+from keras_afl._portable.losses._core import dtype_of, get_mask, set_mask
+
+
+class Loss(keras.losses.Loss):
+    """Base: stores settings, delegates to the function, keeps logits across the dtype cast."""
+
+    _fn = None
+    _logits_activation = None  # "sigmoid" / "softmax" for the cross-entropies
+    # Settings added after 0.1.0, saved only when not at their default (as on TensorFlow).
+    _unsaved_defaults = {}
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._given_dtype = dtype
+
+    def _settings(self):
+        return {}
+
+    def call(self, y_true, y_pred):
+        return type(self)._fn(y_true, y_pred, **self._settings())
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
+
+    def _carry_logits(self, y_pred):
+        """Casts y_pred to the loss dtype itself, attaching the cast logits (and the mask):
+        Keras's cast makes a new tensor without them (mixed precision would lose the shortcut)."""
+        if self._logits_activation is None or not keras.ops.is_tensor(y_pred):
+            return y_pred
+        if dtype_of(y_pred) == keras.backend.standardize_dtype(self.dtype):
+            return y_pred
+        axis = getattr(self, "axis", -1)
+        logits = carried_logits(y_pred, self._logits_activation, axis)
+        if logits is None:
+            return y_pred
+        o = ops()
+        mask = get_mask(y_pred)
+        out = attach_logits(o.cast(y_pred, self.dtype), o.cast(logits, self.dtype),
+                            self._logits_activation,
+                            None if self._logits_activation == "sigmoid" else axis)
+        if mask is not None:
+            set_mask(out, mask)
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config["dtype"] = (None if self._given_dtype is None
+                           else keras.dtype_policies.get(self._given_dtype).name)
+        config.update({k: v for k, v in self._settings().items()
+                       if k not in self._unsaved_defaults or v != self._unsaved_defaults[k]})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict):  # a serialized DTypePolicy
+            config["dtype"] = keras.dtype_policies.deserialize(dtype)
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(config) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}.from_config: unknown setting(s) {unknown} in config {config!r}; "
+                f"expected only {valid}. The file may come from another keras_afl version: "
+                "remove the unknown keys or upgrade keras_afl."
+            )
+        return cls(**config)
