@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses import _positives
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
@@ -289,6 +290,22 @@ _SPLIT.update({
 # --------------------------------------------------------------------------
 # The Loss classes.
 
+def _set_normalization(loss, normalize, background_class, reduction):
+    name = type(loss).__name__
+    loss.normalize = _positives.check_normalize(normalize, reduction, name)
+    loss.background_class = _positives.check_background(background_class, loss.normalize, None, name)
+
+
+def _categorical_positives(loss, y_true, y_pred):
+    """(per-row losses in the computation dtype, 1.0 for each positive row)."""
+    values, _ = type(loss)._fn.in_compute_dtype(y_true, y_pred, **loss._settings())
+    y = tf.convert_to_tensor(y_true)
+    y = tf.cast(y, values.dtype)
+    y = _class_axis_last(y, normalize_axis(loss.axis, y.shape.rank))
+    _positives.check_background_in_range(loss.background_class, y.shape[-1], type(loss).__name__)
+    mass = tf.reduce_sum(y, -1) - y[..., loss.background_class]
+    return values, tf.cast(mass >= 0.5, values.dtype)
+
 
 @_register
 class CategoricalCrossentropy(_Loss):
@@ -299,6 +316,13 @@ class CategoricalCrossentropy(_Loss):
         label_smoothing: In [0, 1].
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
+            summed loss over the number of positive rows, counted over every replica (see
+            `keras_afl.losses.FocalLoss`). A row is positive when its label mass on the
+            classes other than `background_class` is at least 1/2 (one-hot: not background;
+            an all-zero row, loss 0, is not counted). Keyword only.
+        background_class: The class id that is not a positive; required with `normalize`,
+            and only meaningful there; keyword only.
 
     Example:
     >>> import keras_afl
@@ -309,13 +333,19 @@ class CategoricalCrossentropy(_Loss):
 
     _fn = staticmethod(categorical_crossentropy)
     _logits_op = "Softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
+        _set_normalization(self, normalize, background_class, reduction)
+
+    _positives_parts = _categorical_positives
 
     def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -333,6 +363,13 @@ class CategoricalFocalLoss(_Loss):
         label_smoothing: In [0, 1].
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
+            summed loss over the number of positive rows, counted over every replica (see
+            `keras_afl.losses.FocalLoss`). A row is positive when its label mass on the
+            classes other than `background_class` is at least 1/2 (one-hot: not background;
+            an all-zero row, loss 0, is not counted). Keyword only.
+        background_class: The class id that is not a positive; required with `normalize`,
+            and only meaningful there; keyword only.
 
     Example:
     >>> import keras_afl
@@ -343,17 +380,24 @@ class CategoricalFocalLoss(_Loss):
 
     _fn = staticmethod(categorical_focal)
     _logits_op = "Softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal", dtype=None):
+                 reduction="sum_over_batch_size", name="categorical_focal", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = _check_weights(alpha, "alpha", high=1.0)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
+        _set_normalization(self, normalize, background_class, reduction)
+
+    _positives_parts = _categorical_positives
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),
                 "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
                 "axis": self.axis}
+

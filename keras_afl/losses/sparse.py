@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl.losses import _positives
 from keras_afl.losses._checks import ClassIdRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
@@ -86,7 +87,9 @@ def _unflattened(x2, batch):
     return batch[1].concatenate(x2.shape[-1:])
 
 
-def _sparse_finish(flat_loss, batch, valid, dtype):
+def _sparse_finish(flat_loss, batch, valid, dtype, ids=None, background=None):
+    """(per-sample loss, y_pred's dtype, positives or None): with `background` (the losses'
+    normalisation), whether each sample is a positive: counted and not of that class."""
     batch, static_batch = batch
     loss = tf.reshape(flat_loss, batch)
     if not tf.executing_eagerly():
@@ -94,7 +97,31 @@ def _sparse_finish(flat_loss, batch, valid, dtype):
     if valid is not None:
         # Tells keras.losses.Loss to average over the counted samples only.
         _keras_compat.set_keras_mask(loss, tf.reshape(valid, tf.shape(loss)))
-    return _done(loss, dtype)
+    positives = None
+    if background is not None:
+        positive = tf.not_equal(ids, tf.cast(background, ids.dtype))
+        positive = positive if valid is None else positive & valid
+        positives = tf.reshape(tf.cast(positive, loss.dtype), tf.shape(loss))
+    return loss, dtype, positives
+
+
+def _per_class_alpha(alpha, x, fn_name, like):
+    """Per-class alpha as a tensor: its length checked against y_pred's classes (`like`: its
+    static shape, classes last) at the first call (a ValueError naming alpha), or, where the
+    number of classes is known only when the graph runs, by an assertion naming it."""
+    k = x.shape[-1]
+    if isinstance(alpha, tuple) and k is not None and len(alpha) != k:
+        raise ValueError(
+            f"{fn_name}: `alpha` has {len(alpha)} values but `y_pred` has {k} classes (its "
+            f"shape, classes last: {tuple(like)}); expected one weight per class, or a scalar.")
+    a = _per_class(alpha, x, "alpha", fn_name)
+    if a is None or not a.shape.rank or x.shape[-1] is not None:
+        return a
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            tf.shape(x)[-1], tf.size(a),
+            message=f"{fn_name}: `alpha` has {len(alpha)} values but y_pred has a different "
+                    "number of classes (printed below); give one value per class or a scalar")]):
+        return tf.identity(a)
 
 
 def _sparse_probabilities(settings, p, ids, a=None):
@@ -164,10 +191,16 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     >>> print(round(float(loss[0]), 4))  # log 3
     1.0986
     """
+    return _done(*_scce(y_true, y_pred, from_logits, ignore_class, axis)[:2])
+
+
+def _scce(y_true, y_pred, from_logits, ignore_class, axis, background=None):
+    """(per-sample loss in the computation dtype, y_pred's dtype, positives or None)."""
     from_logits = _check_bool(from_logits, "from_logits")
     ignore_class = _check_ignore_class(ignore_class)
     x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_crossentropy")
+    _positives.check_background_in_range(background, x.shape[-1], "sparse_categorical_crossentropy")
 
     like = _unflattened(x, batch)
     if not from_logits:
@@ -175,7 +208,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
                             like=like, rule=rule)
     else:
         loss = _custom_loss(_scce_logits, (ignore_class,), x, ids, like=like, rule=rule)
-    return _sparse_finish(loss, batch, valid, dtype)
+    return _sparse_finish(loss, batch, valid, dtype, ids, background)
 
 
 def _scce_logits(settings, z, ids):
@@ -248,13 +281,19 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
     Reference:
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
+    return _done(*_sfocal(y_true, y_pred, gamma, alpha, from_logits, ignore_class, axis)[:2])
+
+
+def _sfocal(y_true, y_pred, gamma, alpha, from_logits, ignore_class, axis, background=None):
+    """(per-sample loss in the computation dtype, y_pred's dtype, positives or None)."""
     gamma = check_number(gamma, "gamma", low=0.0)
     alpha = _check_weights(alpha, "alpha", high=1.0)
     from_logits = _check_bool(from_logits, "from_logits")
     ignore_class = _check_ignore_class(ignore_class)
     x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_focal")
-    a = _per_class(alpha, x, "alpha", "sparse_categorical_focal")
+    _positives.check_background_in_range(background, x.shape[-1], "sparse_categorical_focal")
+    a = _per_class_alpha(alpha, x, "sparse_categorical_focal", _unflattened(x, batch))
 
     alphas = () if a is None else (a,)
     like = _unflattened(x, batch)
@@ -263,7 +302,7 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
                             *alphas, like=like, rule=rule)
     else:
         loss = _custom_loss(_sfocal_logits, (gamma, ignore_class), x, ids, *alphas, like=like, rule=rule)
-    return _sparse_finish(loss, batch, valid, dtype)
+    return _sparse_finish(loss, batch, valid, dtype, ids, background)
 
 
 def _sfocal_logits(settings, z, ids, a=None, saved=None):
@@ -326,6 +365,12 @@ class SparseCategoricalCrossentropy(_Loss):
         ignore_class: A class id to leave out of the loss, or None.
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
+            summed loss over the number of positives, the samples (pixels, anchors) of a class
+            other than `background_class` and not `ignore_class`, counted over every replica
+            (see `keras_afl.losses.FocalLoss`); keyword only.
+        background_class: The class id that is not a positive; required with `normalize`, and
+            only meaningful there; keyword only.
 
     Example:
     >>> import keras_afl
@@ -336,16 +381,33 @@ class SparseCategoricalCrossentropy(_Loss):
 
     _fn = staticmethod(sparse_categorical_crossentropy)
     _logits_op = "Softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, from_logits=False, ignore_class=None, axis=-1,
-                 reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None):
+                 reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None,
+                 *, normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.ignore_class = _check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
+        _set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
+    def _positives_parts(self, y_true, y_pred):
+        loss, _, positives = _scce(y_true, y_pred, **self._settings(),
+                                   background=self.background_class)
+        return loss, positives
+
+
+def _set_normalization(loss, normalize, background_class, reduction):
+    """Checks and stores `normalize` and `background_class` on a softmax Loss."""
+    name = type(loss).__name__
+    loss.normalize = _positives.check_normalize(normalize, reduction, name)
+    loss.background_class = _positives.check_background(background_class, loss.normalize,
+                                                        getattr(loss, "ignore_class", None), name)
 
 
 @_register
@@ -359,6 +421,12 @@ class SparseCategoricalFocalLoss(_Loss):
         ignore_class: A class id to leave out of the loss, or None.
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
+        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
+            summed loss over the number of positives, the samples (pixels, anchors) of a class
+            other than `background_class` and not `ignore_class`, counted over every replica
+            (see `keras_afl.losses.FocalLoss`); keyword only.
+        background_class: The class id that is not a positive; required with `normalize`, and
+            only meaningful there; keyword only.
 
     Example:
     >>> import keras_afl
@@ -369,16 +437,25 @@ class SparseCategoricalFocalLoss(_Loss):
 
     _fn = staticmethod(sparse_categorical_focal)
     _logits_op = "Softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, ignore_class=None, axis=-1,
-                 reduction="sum_over_batch_size", name="sparse_categorical_focal", dtype=None):
+                 reduction="sum_over_batch_size", name="sparse_categorical_focal", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = _check_weights(alpha, "alpha", high=1.0)
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.ignore_class = _check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
+        _set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),
                 "from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
+    def _positives_parts(self, y_true, y_pred):
+        loss, _, positives = _sfocal(y_true, y_pred, **self._settings(),
+                                     background=self.background_class)
+        return loss, positives
