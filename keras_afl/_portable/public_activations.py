@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 
 from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl._portable import _logits
 from keras_afl._portable import activations as _math
 from keras_afl._portable._inputs import as_float
 
@@ -25,24 +26,12 @@ _register = keras.saving.register_keras_serializable(package="keras_afl")
 
 
 def _attach_logits(y, logits, activation=None, axis=None):
-    """Records the logits of a sigmoid/softmax output where the tensor type allows it.
-
-    As on TensorFlow (`keras_afl._tf_activations._attach_logits`): `_keras_logits` for Keras's
-    losses (sigmoid, softmax over the last axis, or an unnamed activation) and
-    `_keras_afl_logits = (logits, activation, axis)` for keras_afl's. PyTorch tensors take
-    attributes; JAX arrays do not, so there nothing is recorded and the losses use the
-    probabilities as given (README, "Backends").
-    """
-    rank = len(y.shape)
-    last = axis is None or axis == -1 or axis == rank - 1
-    try:
-        if activation is None or last:
-            y._keras_logits = logits
-        if activation is not None:
-            y._keras_afl_logits = (logits, activation, axis)
-    except AttributeError:  # JAX arrays refuse attributes
-        pass
-    return y
+    """Records the logits of a sigmoid/softmax output where the tensor allows it (PyTorch tensors
+    and eager JAX arrays do; traced JAX arrays do not): `keras_afl._portable._logits`."""
+    if activation is None:
+        _logits._set(y, _logits.KERAS_LOGITS, logits)
+        return y
+    return _logits.attach_logits(y, logits, activation, axis)
 
 
 @_register

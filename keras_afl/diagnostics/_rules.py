@@ -119,6 +119,13 @@ def _probability_from_logits(where, kind, info, half):
                else "reads y_pred as logits:")
     common = f"the output is a {kind} (probabilities) but the loss {setting} raw scores. "
     fix = (_FROM_LOGITS_FIX if info.has_from_logits else _LOGITS_ONLY_FIX).format(kind=kind)
+    if keras.backend.backend() == "jax":
+        return _finding(
+            "probability-output-from-logits", where,
+            common + "On JAX, fit/evaluate compile with jit by default, and a traced output "
+            "carries no logits (traced arrays take no attributes), so every loss reads the "
+            "probabilities as logits: the model trains on the wrong loss.",
+            fix, severity="error")
     if info.origin == "keras" and info.name not in _KERAS_READS_CARRIED_LOGITS:
         return _finding(
             "probability-output-from-logits", where,
