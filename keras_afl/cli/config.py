@@ -58,6 +58,15 @@ SCHEMA = """\
       batch_size: int >= 1          (default 32)
       validation_split: [0, 0.9]    (default 0.2, stratified; 0 for none)
 
+    An experiment whose model is not a stack of layers (a detector, a U-Net) runs
+    an example script instead of `data.source` and `model.layers`:
+    example: ../examples/detect_shapes.py   (relative to the config file; see
+                                     configs/detector.yaml and configs/segmenter.yaml)
+    data: {SETTING: VALUE}          (the script's DATA settings; the others keep defaults)
+    model: {SETTING: VALUE}         (the script's MODEL settings)
+    training: loss / compare, optimizer, epochs, batch_size   (as above; the script holds
+                                     out its own test split, reports its own metrics)
+
 Activation and loss names are keras_afl's string names or Keras's own. Targets
 are encoded for the loss (one-hot for categorical losses). Test metrics
 (scikit-learn): binary PR-AUC, ROC-AUC, F1, minority-class recall, accuracy
@@ -72,8 +81,8 @@ TASKS = ("binary", "multiclass", "regression")
 NATURAL_TASK = {"breast_cancer": "binary", "digits": "multiclass", "iris": "multiclass",
                 "wine": "multiclass", "diabetes": "regression", "outliers": "regression"}
 
-_TOP_KEYS = ("name", "description", "seed", "lint", "activation_stats", "data", "model",
-             "training")
+_TOP_KEYS = ("name", "description", "seed", "lint", "activation_stats", "example", "data",
+             "model", "training")
 _DATA_COMMON = ("source", "positive_class", "positive_fraction", "test_split", "standardize")
 _DATA_ONLY = {
     "csv": ("path", "target", "task"),
@@ -504,6 +513,10 @@ def validate(raw, file):
     if not re.match(r"^[\w.-]+$", cfg["name"]):
         ck.fail("name", f"{cfg['name']!r} must be usable as a folder name (letters, digits, "
                         "'_', '-', '.')")
+    if "example" in raw:  # an example script's experiment: keras_afl.cli.example_task
+        from keras_afl.cli import example_task
+
+        return example_task.validate(ck, raw, cfg, file)
     cfg["data"] = _check_data(ck, ck.required(raw, "", "data"))
     cfg["model"] = _check_model(ck, ck.required(raw, "", "model"))
     cfg["training"] = _check_training(ck, ck.required(raw, "", "training"))

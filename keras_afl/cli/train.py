@@ -7,7 +7,9 @@ model -- all before anything trains -- then, per loss, seed, build
 (`keras_afl.cli.build`), compile, fit with Keras's progress bar, evaluate on
 the held-out split and save the model.
 Writes `summary.json` (config, data, metrics, history, timings, versions) and
-`training_curves.png` into the output folder.
+`training_curves.png` into the output folder. A config with `example:` runs
+that example script's experiment instead (`keras_afl.cli.example_task`) and
+writes the same summary.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import time
 
 from keras_afl.cli import build, config
 from keras_afl.cli import data as cli_data
-from keras_afl.cli.common import (ConfigError, format_table, output_folder, pyplot, require,
-                                  versions)
+from keras_afl.cli.common import (ConfigError, MissingExtraError, format_table, output_folder,
+                                  pyplot, require, versions)
 
 SMOKE_EPOCHS = 1
 
@@ -46,6 +48,9 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
     import keras_afl  # noqa: F401  (installs the string names the config uses)
 
     cfg = config.load(config_path)
+    if "example" in cfg:
+        return run_example(cfg, config_path, output=output, smoke=smoke, quiet=quiet,
+                           t_start=t_start)
     tr = cfg["training"]
     data = cli_data.prepare(cfg, config_path, smoke=smoke,
                              validation_split=tr["validation_split"])
@@ -94,21 +99,59 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
                      "history": history, "model": path, **diagnostics,
                      "timings_s": {"fit": round(t_fit, 3), "evaluate": round(t_eval, 3)}})
 
+    return _report(cfg, config_path, out_dir, smoke=smoke, epochs=epochs, data=s, runs=runs,
+                   title=f"{cfg['name']}: {data.description}",
+                   timings={"data_and_validation": round(t_data, 3)}, t_start=t_start)
+
+
+def run_example(cfg, config_path, *, output, smoke, quiet, t_start):
+    """An `example:` config: the example script's `run` with the config's losses and settings."""
+    from keras_afl.cli import example_task
+
+    script = example_task.load_script(cfg["example"], config_path)
+    tr = cfg["training"]
+    losses = [(spec["label"], build.make_loss(spec)) for spec in tr["losses"]]
+    try:
+        script.check_losses(losses)
+    except ValueError as e:
+        raise ConfigError(config_path, "training.loss" if len(losses) == 1 else "training.compare",
+                          str(e)) from None
+    epochs = SMOKE_EPOCHS if smoke else tr["epochs"]
+    out_dir = output_folder(output or os.path.join("afl_runs", cfg["name"]), "--output")
+    print(f"keras-afl train: {cfg['name']}{'  (smoke run)' if smoke else ''}")
+    if cfg["description"]:
+        print(f"  {cfg['description']}")
+    print(f"  example: {cfg['example']}")
+    try:
+        result = script.run(losses, data=cfg["data"], model=cfg["model"], epochs=epochs,
+                            batch_size=tr["batch_size"],
+                            optimizer=lambda: build.make_optimizer(tr["optimizer"]),
+                            seed=cfg["seed"], out_dir=out_dir, smoke=smoke,
+                            verbose=0 if quiet else 1)
+    except ImportError as e:  # an optional package the script needs (e.g. pycocotools)
+        raise MissingExtraError(f"{os.path.basename(cfg['example'])}: {e}") from None
+    return _report(cfg, config_path, out_dir, smoke=smoke, epochs=epochs, data=result["data"],
+                   runs=result["runs"], title=f"{cfg['name']}: {os.path.basename(cfg['example'])}",
+                   outputs=result["outputs"], t_start=t_start)
+
+
+def _report(cfg, config_path, out_dir, *, smoke, epochs, data, runs, title, t_start,
+            timings=None, outputs=None):
+    """Writes training_curves.png and summary.json, prints the test metrics; returns 0."""
     plot_path = os.path.join(out_dir, "training_curves.png")
-    plot_runs(runs, plot_path, title=f"{cfg['name']}: {data.description}")
+    plot_runs(runs, plot_path, title=title)
     summary_path = os.path.join(out_dir, "summary.json")
     summary = {
         "config_file": os.path.abspath(config_path),
         "config": cfg,
         "smoke": smoke,
         "epochs": epochs,
-        "data": s,
+        "data": data,
         "runs": runs,
-        "timings_s": {"data_and_validation": round(t_data, 3),
-                      "total": round(time.perf_counter() - t_start, 3)},
+        "timings_s": {**(timings or {}), "total": round(time.perf_counter() - t_start, 3)},
         "versions": versions(),
         "outputs": {"plot": plot_path, "summary": summary_path,
-                    "models": [r["model"] for r in runs]},
+                    "models": [r["model"] for r in runs], **(outputs or {})},
     }
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(_finite(summary), f, indent=2)
@@ -118,8 +161,8 @@ def run(config_path, *, output=None, smoke=False, quiet=False):
     print(format_table(("loss", *names), [(r["loss"], *(r["metrics"][n] for n in names))
                                           for r in runs]))
     print(f"\nwrote {summary_path}\n      {plot_path}")
-    for r in runs:
-        print(f"      {r['model']}")
+    for path in [*(outputs or {}).values(), *(r["model"] for r in runs)]:
+        print(f"      {path}")
     return 0
 
 
