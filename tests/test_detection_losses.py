@@ -527,3 +527,51 @@ class TestInModels:
             print(type(loss).__name__, loss.ignore_class, loss.normalize)
         """)
         assert out.strip().splitlines()[-1] == "FocalLoss -1 positives_per_image"
+
+
+# --------------------------------------------------------------------------- lint
+
+
+class TestLintClassBalanceTwice:
+    RULE = "focal-alpha-and-class-weight"
+
+    @staticmethod
+    def model(units, activation):
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=activation)])
+
+    @pytest.mark.parametrize("loss", [
+        "focal", L.FocalLoss(alpha=0.5), L.CategoricalFocalLoss(alpha=0.25),
+        keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True),
+    ])
+    def test_focal_alpha_with_class_weight_warns(self, loss):
+        units = 3 if isinstance(loss, L.CategoricalFocalLoss) else 1
+        model = self.model(units, "softmax" if units == 3 else "sigmoid")
+        found = keras_afl.lint(model, loss=loss, class_weight={0: 1.0, 1: 4.0})
+        assert [f.rule for f in found] == [self.RULE]
+        assert found[0].severity == "warning" and "alpha=" in found[0].message
+
+    @pytest.mark.parametrize("loss", [
+        L.FocalLoss(alpha=None), L.FocalLoss(apply_class_balancing=False), "afl_bce",
+        keras.losses.BinaryFocalCrossentropy(),  # Keras applies alpha only when asked
+    ])
+    def test_no_warning_when_only_one_balances(self, loss):
+        found = keras_afl.lint(self.model(1, "sigmoid"), loss=loss, class_weight={0: 1.0, 1: 4.0})
+        assert self.RULE not in [f.rule for f in found]
+
+    def test_no_warning_without_class_weight_or_with_equal_weights(self):
+        model = self.model(1, "sigmoid")
+        assert self.RULE not in [f.rule for f in keras_afl.lint(model, loss="focal")]
+        found = keras_afl.lint(model, loss="focal", class_weight={0: 2.0, 1: 2.0})
+        assert self.RULE not in [f.rule for f in found]
+
+    def test_per_class_sample_weights_given_as_a_list_and_the_compiled_loss(self):
+        model = self.model(3, "softmax")
+        model.compile(loss=L.SparseCategoricalFocalLoss(alpha=[0.2, 0.3, 0.5]))
+        assert [f.rule for f in keras_afl.lint(model, class_weight=[1.0, 1.0, 8.0])] == [self.RULE]
+        assert self.RULE in keras_afl.diagnostics.RULES
+
+    def test_bad_class_weight_raises_naming_it(self):
+        with pytest.raises(TypeError, match="class_weight"):
+            keras_afl.lint(self.model(1, "sigmoid"), loss="focal", class_weight=3.0)
+        with pytest.raises(ValueError, match="class_weight"):
+            keras_afl.lint(self.model(1, "sigmoid"), loss="focal", class_weight={0: "a"})

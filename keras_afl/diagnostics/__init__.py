@@ -35,6 +35,8 @@ the wrong thing or cannot learn, "warning" that it trains worse than it could,
     selu-dropout                           warning   plain Dropout in a SELU network (AlphaDropout expected)
     deep-saturating-stack                  warning   4 or more consecutive sigmoid/tanh hidden layers
     leaky-slope                            warning   Leaky ReLU / PReLU slope outside (0, 1) (info when exactly 0)
+    focal-alpha-and-class-weight           warning   a focal loss applying alpha, and lint(class_weight=...) (the
+                                                     fit() class_weight or per-class sample weights): balanced twice
     no-loss                                info      no loss given and the model is not compiled
     loss-not-recognised                    info      a custom loss: pairing checks skipped
 

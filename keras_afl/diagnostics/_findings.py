@@ -23,6 +23,8 @@ RULES = {
     "selu-dropout": ("warning", "plain Dropout in a SELU network (AlphaDropout expected)"),
     "deep-saturating-stack": ("warning", "4+ consecutive sigmoid/tanh hidden layers"),
     "leaky-slope": ("warning", "Leaky ReLU / PReLU slope outside (0, 1)"),
+    "focal-alpha-and-class-weight": ("warning", "a focal loss's alpha and class_weight both "
+                                                "balance the classes (applied twice)"),
     "no-loss": ("info", "no loss: pairing checks skipped"),
     "loss-not-recognised": ("info", "unrecognised loss: pairing checks skipped"),
 }

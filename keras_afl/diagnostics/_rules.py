@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_afl import registry as _registry
+from keras_afl.diagnostics import _balance
 from keras_afl.diagnostics._findings import _SEVERITY_ORDER, Findings, _finding
 from keras_afl.diagnostics._graph import _Graph, _last_dim, _output_site, _sites
 
@@ -28,6 +29,7 @@ class _LossInfo:
     has_from_logits: bool = False
     origin: str = "other"  # "keras_afl", "keras" or "other": whose loss it is
     name: str = ""         # keras_afl's canonical name or Keras's function name
+    obj: object = None     # the loss itself (object or function), for its settings
 
 
 # Keras's losses that look for the logits a sigmoid/softmax output carries (its
@@ -87,7 +89,7 @@ def _describe_loss(loss):
     if d is None:
         return _LossInfo(label=label, family="other", name=_label(obj))
     return _LossInfo(label=label, family=d.family, y_pred=d.expects(),
-                     has_from_logits=d.has_from_logits, origin=d.origin, name=d.name)
+                     has_from_logits=d.has_from_logits, origin=d.origin, name=d.name, obj=obj)
 
 
 def _losses_per_output(loss, outputs):
@@ -386,7 +388,7 @@ def _slope_rules(sites):
     return found
 
 
-def lint(model, loss=None):
+def lint(model, loss=None, *, class_weight=None):
     """Checks a Keras model (and its loss) against the activation and loss advice.
 
     Walks the layers of a Sequential or functional model in order and reports
@@ -405,13 +407,18 @@ def lint(model, loss=None):
             `model.loss`. A string name (Keras's or keras_afl's), a
             `keras.losses.Loss` object or class, a loss function, or a list /
             dict (keyed by output name) of those for several outputs.
+        class_weight: The `class_weight` the model is trained with (`fit(class_weight=...)`,
+            a dict {class: weight}), or the per-class weights its sample weights are built
+            from (a list); checked against a focal loss's `alpha`
+            (`focal-alpha-and-class-weight`). Default None: not checked.
 
     Returns:
         `Findings` (a list of `Finding`: severity, rule, where, message,
         fix), errors first, then warnings, then info.
 
     Raises:
-        TypeError: `model` is not a Keras model, or `loss` is of a type no loss has.
+        TypeError: `model` is not a Keras model, `loss` is of a type no loss has, or
+            `class_weight` is not a dict or list of weights.
         ValueError: an unknown loss name, or a list/dict of losses that does
             not match the outputs.
 
@@ -430,6 +437,7 @@ def lint(model, loss=None):
             f"(type {type(model).__name__}). Fix: pass the model itself, e.g. lint(model), or "
             "load a saved one first with keras.models.load_model(path)."
         )
+    weights = _balance.check_class_weight(class_weight)
     graph = _Graph(model)
     sites = _sites(graph)
     outputs = graph.output_layers_of(model)
@@ -462,6 +470,10 @@ def lint(model, loss=None):
                     "nothing to fix if it is intended; for a check, pass a Keras or keras_afl "
                     "loss as lint(model, loss=...)."))
                 continue
+            twice = _balance.double_balance(name, info.label,
+                                            _balance.class_balance(info.obj, info), weights)
+            if twice is not None:
+                found.append(twice)
             if kind is None:
                 continue
             found.extend(_pairing(name, kind, units, info, _half_dtype(act_layer)))
