@@ -112,7 +112,10 @@ LOSSES = (
         output_range="[0, inf)",
         properties=("bounded below by 0, unbounded above",
                     "stronger gradients than MSE for probabilities",
-                    "works well with probabilistic predictions", "natural pairing with sigmoid"),
+                    "works well with probabilistic predictions", "natural pairing with sigmoid",
+                    "ignore_class: entries with that label (-1, 255) add nothing",
+                    "normalize='positives' / 'positives_per_image': summed loss over the number "
+                    "of positive entries, counted over every replica (RetinaNet)"),
         uses=("binary classification", "GANs", "anomaly detection",
               "multi-label classification (per label)"),
         pairings=("afl_sigmoid output (fused gradient sigmoid(z) - y)",),
@@ -135,7 +138,9 @@ LOSSES = (
         formula="logsumexp(z) - z_t  (t = integer class id)",
         derivative="logits: softmax(z) - onehot(t)",
         output_range="[0, inf)",
-        properties=("categorical cross-entropy without one-hot labels", "can ignore a void class"),
+        properties=("categorical cross-entropy without one-hot labels", "can ignore a void class",
+                    "normalize with background_class: summed loss over the non-background "
+                    "samples, counted over every replica"),
         uses=("multi-class classification with integer labels", "semantic segmentation"),
         pairings=("afl_softmax output (fused gradient softmax(z) - onehot(t))",),
     ),
@@ -148,7 +153,11 @@ LOSSES = (
         output_range="[0, inf)",
         properties=("reduces the impact of easy examples", "handles class imbalance",
                     "tunable focus on hard examples via gamma",
-                    "generalises cross-entropy (gamma = 0, alpha = None)"),
+                    "generalises cross-entropy (gamma = 0, alpha = None)",
+                    "ignore_class: entries with that label (-1 for ignored anchors, 255 for void "
+                    "pixels) add nothing to loss or gradient",
+                    "normalize='positives' (RetinaNet) / 'positives_per_image': summed loss over "
+                    "the number of positive entries, counted over every replica"),
         uses=("object detection", "highly imbalanced data sets", "dense prediction",
               "medical image segmentation"),
         pairings=("afl_sigmoid output (multi-label)",),
@@ -161,7 +170,9 @@ LOSSES = (
         derivative="logits: p sum(w) - w,  w = alpha y (1 - p)^gamma (1 - gamma p log p / (1 - p))",
         output_range="[0, inf)",
         properties=("reduces the impact of easy examples", "handles class imbalance",
-                    "generalises categorical cross-entropy (gamma = 0, alpha = None)"),
+                    "generalises categorical cross-entropy (gamma = 0, alpha = None)",
+                    "normalize with background_class: summed loss over the non-background rows, "
+                    "counted over every replica"),
         uses=("imbalanced multi-class classification", "dense prediction"),
         pairings=("afl_softmax output",),
     ),
@@ -173,7 +184,10 @@ LOSSES = (
         derivative=("logits: alpha_t (1 - p_t)^gamma (1 - gamma p_t log p_t / (1 - p_t)) "
                     "(softmax(z) - onehot(t))"),
         output_range="[0, inf)",
-        properties=("categorical focal loss without one-hot labels", "can ignore a void class"),
+        properties=("categorical focal loss without one-hot labels", "can ignore a void class",
+                    "per-class alpha (hundreds of classes), no one-hot in memory",
+                    "normalize with background_class: summed loss over the non-background "
+                    "samples (pixels, anchors), counted over every replica"),
         uses=("imbalanced multi-class classification with integer labels", "semantic segmentation"),
         pairings=("afl_softmax output",),
     ),
