@@ -5,15 +5,18 @@ ones), as `keras_afl.losses._logits` decides on TensorFlow eagerly.
 
 PyTorch tensors take attributes: Keras's sigmoid/softmax set `_keras_logits` on their output,
 and keras_afl's portable sigmoid/softmax (`attach_logits`) also record which activation and
-axis made it (`_keras_afl_logits`). JAX arrays take no attributes: there is no shortcut on JAX,
-and a cross-entropy computes from the probabilities as given (clipped as Keras clips them).
+axis made it (`_keras_afl_logits`). On JAX there is no shortcut: the tracers of `jax.jit` and
+`jax.grad` take no attributes (concrete arrays do, in recent JAX), so a shortcut could apply only
+outside any transformation, and the loss of an eager evaluation would differ from the loss
+being trained. A cross-entropy on JAX computes from the probabilities as given, clipped as
+Keras clips them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from keras_afl._backend import ops
+from keras_afl._backend import backend, ops
 
 KERAS_LOGITS = "_keras_logits"  # Keras's sigmoid/softmax record their input under this name
 AFL_LOGITS = "_keras_afl_logits"  # keras_afl's: (logits, activation, axis)
@@ -24,7 +27,7 @@ def attach_logits(y, logits, activation, axis=None):
 
     Sets `_keras_logits` as Keras's own sigmoid/softmax do (for a sigmoid or a softmax over the
     last axis), and `_keras_afl_logits = (logits, activation, axis)`. Tensors that refuse
-    attributes (JAX arrays) are returned unchanged.
+    attributes (JAX tracers) are returned unchanged.
     """
     rank = len(y.shape)
     if axis is None or axis == -1 or axis == rank - 1:
@@ -56,8 +59,8 @@ def _reproduces(y, logits, activation, axis):
 
 def carried_logits(y, activation, axis=-1):
     """The logits behind y when `activation` ("sigmoid", or "softmax" over `axis`) made it; else
-    None (also on JAX, whose arrays carry no attributes, and while being traced)."""
-    if activation is None or not hasattr(y, "shape"):
+    None (always on JAX: see the module docstring)."""
+    if activation is None or not hasattr(y, "shape") or backend() == "jax":
         return None
     o = ops()
     rank = len(y.shape)

@@ -16,10 +16,12 @@ Where the backends differ from TensorFlow:
   set by Keras's sigmoid/softmax; keras_afl's portable ones also record the activation and
   axis), and the cross-entropies use them when the activation is the loss's own: a sigmoid for
   the binary losses, a softmax over the loss's axis for the categorical ones (Keras's outputs
-  are checked by recomputing the activation, as TensorFlow does eagerly). JAX arrays take no
-  attributes: on JAX there is no shortcut, and the probabilities are used as given, clipped to
-  [eps, 1 - eps] as Keras clips them (a confidently wrong sigmoid output then has a bounded
-  loss; feed logits with `from_logits=True` for the stable path).
+  are checked by recomputing the activation, as TensorFlow does eagerly). On JAX there is no
+  shortcut: the tracers of `jax.jit` and `jax.grad` take no attributes, so it could apply only
+  outside any transformation, and an eager evaluation's loss would differ from the loss being
+  trained. The probabilities are used as given, clipped to [eps, 1 - eps] as Keras clips them
+  (a confidently wrong sigmoid output then has a bounded loss and gradient; feed logits with
+  `from_logits=True` for the stable path).
 - Labels. Eagerly (PyTorch, JAX outside `jax.jit`), bad labels raise an `InvalidLabelsError`, a
   `ValueError` with TensorFlow's message. Traced (`jax.jit`, `torch.compile`), where nothing can
   raise, the samples with a bad label get a NaN loss and NaN gradients, as under XLA on

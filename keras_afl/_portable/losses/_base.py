@@ -38,7 +38,26 @@ class Loss(keras.losses.Loss):
         return type(self)._fn(y_true, y_pred, **self._settings())
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        sample_weight = self._scalar_weight_broadcast(y_pred, sample_weight)
         return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
+
+    def _scalar_weight_broadcast(self, y_pred, sample_weight):
+        """A scalar sample_weight as one weight per sample where the loss will carry a mask
+        (`ignore_class`, or a masked y_pred), on PyTorch: Keras 3.15's reduction multiplies the
+        weight by the mask in place, which fails there for a 0-d weight ("output with shape []
+        doesn't match the broadcast shape"). With a mask the two give the same reduction (Keras
+        multiplies the weight by the mask first); without one they would not (a scalar weight
+        cancels in "mean_with_sample_weight"), so the weight is left alone then."""
+        if (sample_weight is None or keras.backend.backend() != "torch"
+                or not hasattr(y_pred, "shape") or len(y_pred.shape) < 2
+                or (get_mask(y_pred) is None and getattr(self, "ignore_class", None) is None)):
+            return sample_weight
+        weight = keras.ops.convert_to_tensor(sample_weight, dtype=self.dtype)
+        if len(weight.shape):
+            return sample_weight
+        shape = list(y_pred.shape)
+        del shape[getattr(self, "axis", -1)]
+        return keras.ops.ones(shape, dtype=self.dtype) * weight
 
     def _carry_logits(self, y_pred):
         """Casts y_pred to the loss dtype itself, attaching the cast logits (and the mask):

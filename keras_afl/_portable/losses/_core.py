@@ -270,8 +270,13 @@ def custom_loss(body, settings, x, *tensors, rule=None):
             factor = rule.nan_factor(tensors[0])
         else:
             rule.check_eagerly(tensors[0])
+    if factor is not None:
+        # NaN in every entry of a bad sample, and so in its loss and every entry of its gradient
+        # (d/dx of x * NaN is NaN whatever the loss's own derivative there, even an exact 0).
+        factor = o.cast(factor, compute)
+        x = x * factor[..., None]
     loss = custom_derivative(forward, backward)(x, *tensors)
-    return loss if factor is None else loss * o.cast(factor, compute)
+    return loss if factor is None else loss * factor
 
 
 # --------------------------------------------------------------------------
