@@ -123,7 +123,7 @@ def build_parser():
     p = sub.add_parser(
         "plot", help="plot functions and their analytic derivatives to PNG",
         description="Plots each activation and its derivative (through its custom gradient, "
-                    "with tf.GradientTape); for a loss, the loss and d loss / d y_pred against "
+                    "with the backend's differentiation); for a loss, the loss and d loss / d y_pred against "
                     "the prediction for label 1 and label 0 (against the error for regression "
                     "losses). NAME may also be `activations` or `losses` (all of them).")
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -138,8 +138,8 @@ def build_parser():
     p = sub.add_parser(
         "check", help="check the analytic gradients on this machine (exit 1 on failure)",
         description="For every function (default: all), compares the analytic gradient "
-                    "(the custom gradient, in each DTYPE on the default device -- your GPU "
-                    "if TensorFlow sees one) with central differences of the function in "
+                    "(the custom gradient, in each DTYPE on the backend's default device -- "
+                    "your GPU if the backend sees one) with central differences of the function in "
                     "float64 and with autodiff of a plain reference formula, checks values "
                     "and gradients stay finite at extreme inputs, and prints the largest "
                     "errors against per-dtype tolerances.")

@@ -3,14 +3,20 @@
 For every function and dtype, at random points kept away from kinks:
 
 * the analytic gradient -- the function's custom gradient, computed in the
-  dtype on TensorFlow's default device (the GPU, if one is visible) -- as a
-  vector-Jacobian product with a random upstream gradient;
-* against central differences of the same function in float64
-  (`tf.test.compute_gradient`, step 1e-6) at the same (dtype-rounded) points;
+  dtype on the Keras backend's default device (the GPU, if one is visible) --
+  as a vector-Jacobian product with a random upstream gradient;
+* against central differences of the same function in float64 (step 1e-6,
+  one element at a time, as `tf.test.compute_gradient`) at the same
+  (dtype-rounded) points;
 * against autodiff of a plain reference formula in float64 (the activation
-  cases and `LOSS_REFERENCES` below: written independently of keras_afl,
-  differentiated by TensorFlow);
+  cases and `LOSS_REFERENCES` below: written with `keras.ops`, independently
+  of keras_afl, and differentiated by the backend's own autodiff);
 * and whether values and gradients stay finite at extreme inputs in the dtype.
+
+It runs on the Keras backend of the process (TensorFlow, JAX or PyTorch:
+`keras-afl --backend jax check`); differentiation is `keras_afl.cli._autodiff`'s
+(`tf.GradientTape`, `jax.vjp`, `torch.autograd`). On JAX, float64 needs
+`jax_enable_x64`, which the command switches on for its process.
 
 The error is max |analytic - reference| / (1 + |reference|), element-wise; the
 tolerances are per dtype (`TOLERANCES`). Exit code 1 if any check fails.
@@ -24,6 +30,7 @@ import time
 
 import numpy as np
 
+from keras_afl.cli import _autodiff as AD
 from keras_afl.cli.common import CLIError, format_table
 
 LAM, ALF = 1.0507009873554805, 1.6732632423543772
@@ -57,10 +64,10 @@ class Case:
 
 # --------------------------------------------------------------------------- references
 
-def _tf():
-    import tensorflow as tf
+def _ops():
+    from keras import ops
 
-    return tf
+    return ops
 
 
 def _away(x, points, margin=0.05):
@@ -84,32 +91,32 @@ def _act_extremes(dtype):
 def _activation_cases():
     from keras_afl import activations as A
 
-    tf = _tf()
-    relu_ref = lambda c, x: tf.maximum(x, tf.zeros_like(x))  # noqa: E731
-    exp_neg = lambda x: tf.exp(tf.minimum(x, tf.zeros_like(x))) - 1  # noqa: E731
+    ops = _ops()
+    relu_ref = lambda c, x: ops.where(x > 0, x, 0 * x)  # noqa: E731
+    exp_neg = lambda x: ops.exp(ops.where(x < 0, x, 0 * x)) - 1  # noqa: E731
     alpha = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
     return {
         "afl_relu": Case("afl_relu", lambda c, x: A.relu(x), relu_ref, _act_sample(),
                          _act_extremes),
         "afl_leaky_relu": Case(
             "afl_leaky_relu", lambda c, x: A.leaky_relu(x, negative_slope=0.2),
-            lambda c, x: tf.where(x > 0, x, 0.2 * x), _act_sample(), _act_extremes),
+            lambda c, x: ops.where(x > 0, x, 0.2 * x), _act_sample(), _act_extremes),
         "afl_sigmoid": Case("afl_sigmoid", lambda c, x: A.sigmoid(x),
-                            lambda c, x: 1 / (1 + tf.exp(-x)), _act_sample(kinks=()), _act_extremes),
+                            lambda c, x: 1 / (1 + ops.exp(-x)), _act_sample(kinks=()), _act_extremes),
         "afl_tanh": Case("afl_tanh", lambda c, x: A.tanh(x),
-                         lambda c, x: (tf.exp(x) - tf.exp(-x)) / (tf.exp(x) + tf.exp(-x)),
+                         lambda c, x: (ops.exp(x) - ops.exp(-x)) / (ops.exp(x) + ops.exp(-x)),
                          _act_sample(kinks=()), _act_extremes),
         "afl_softmax": Case("afl_softmax", lambda c, x: A.softmax(x),
-                            lambda c, x: tf.exp(x) / tf.reduce_sum(tf.exp(x), -1, keepdims=True),
+                            lambda c, x: ops.exp(x) / ops.sum(ops.exp(x), -1, keepdims=True),
                             _act_sample(kinks=()), _act_extremes),
         "afl_elu": Case("afl_elu", lambda c, x: A.elu(x),
-                        lambda c, x: tf.where(x > 0, x, exp_neg(x)), _act_sample(),
+                        lambda c, x: ops.where(x > 0, x, exp_neg(x)), _act_sample(),
                         _act_extremes),
         "afl_selu": Case("afl_selu", lambda c, x: A.selu(x),
-                         lambda c, x: LAM * tf.where(x > 0, x, ALF * exp_neg(x)), _act_sample(),
+                         lambda c, x: LAM * ops.where(x > 0, x, ALF * exp_neg(x)), _act_sample(),
                          _act_extremes),
         "prelu": Case(
-            "prelu", lambda c, x, a: A.prelu(x, a), lambda c, x, a: tf.where(x > 0, x, a * x),
+            "prelu", lambda c, x, a: A.prelu(x, a), lambda c, x, a: ops.where(x > 0, x, a * x),
             lambda rng: (None, [_away(rng.uniform(-4, 4, size=(4, 5)), (0.0,)), alpha]),
             lambda dtype: [(None, [_act_extremes(dtype)[0][1][0][:, :5], alpha])]),
     }
@@ -117,47 +124,55 @@ def _activation_cases():
 
 # Plain per-sample loss formulas (mean over the last axis, as Keras's losses), written
 # from the definitions, independently of keras_afl.losses. y: labels, p: predictions.
+# Written with keras.ops, avoiding the ops that lose float64 in Keras 3.15 (on PyTorch
+# ops.maximum / ops.minimum return float32 for float64 inputs, and ops.mean computes in
+# float32 on PyTorch and JAX): a mean is a sum over the count, a max a where.
+
+def _mean(x):
+    return _ops().sum(x, axis=-1) / x.shape[-1]
+
 
 def _bce(y, p):
-    tf = _tf()
-    return -tf.reduce_mean(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p), axis=-1)
+    ops = _ops()
+    return -_mean(y * ops.log(p) + (1 - y) * ops.log(1 - p))
 
 
 def _binary_focal(y, p, gamma=2.0, alpha=0.25):
-    tf = _tf()
+    ops = _ops()
     p_t = y * p + (1 - y) * (1 - p)
     a_t = y * alpha + (1 - y) * (1 - alpha)
-    return tf.reduce_mean(-a_t * (1 - p_t) ** gamma * tf.math.log(p_t), axis=-1)
+    return _mean(-a_t * (1 - p_t) ** gamma * ops.log(p_t))
 
 
 def _cce(y, p):
-    tf = _tf()
-    return -tf.reduce_sum(y * tf.math.log(p), axis=-1)
+    ops = _ops()
+    return -ops.sum(y * ops.log(p), axis=-1)
 
 
 def _categorical_focal(y, p, gamma=2.0, alpha=1.0):
-    tf = _tf()
-    return -tf.reduce_sum(alpha * (1 - p) ** gamma * y * tf.math.log(p), axis=-1)
+    ops = _ops()
+    return -ops.sum(alpha * (1 - p) ** gamma * y * ops.log(p), axis=-1)
 
 
 def _huber(y, p, delta=1.0):
-    tf = _tf()
-    e = tf.abs(p - y)
-    return tf.reduce_mean(tf.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta)), axis=-1)
+    ops = _ops()
+    e = ops.abs(p - y)
+    return _mean(ops.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta)))
 
 
 def _hinge(y, s):
-    tf = _tf()
+    ops = _ops()
     t = 2 * y - 1  # labels {0, 1} -> {-1, 1}
-    return tf.reduce_mean(tf.maximum(1 - t * s, tf.zeros_like(s)), axis=-1)
+    return _mean(ops.where(1 - t * s > 0, 1 - t * s, 0 * s))
 
 
 def _mse(y, p):
-    return _tf().reduce_mean((p - y) ** 2, axis=-1)
+    return _mean((p - y) ** 2)
 
 
 def _onehot(y, n):
-    return _tf().one_hot(_tf().cast(y, "int32"), n, dtype=_tf().float64)
+    ops = _ops()
+    return ops.one_hot(ops.cast(y, "int32"), n, dtype="float64")
 
 
 # loss name -> (constructor settings, plain formula ref(y_true, y_pred)); what the loss is
@@ -176,10 +191,10 @@ LOSS_REFERENCES = {
 # extra settings checked under their own row names
 LOSS_VARIANTS = {
     "focal(from_logits)": ("focal", {"from_logits": True},
-                           lambda y, z: _binary_focal(y, _tf().sigmoid(z))),
+                           lambda y, z: _binary_focal(y, _ops().sigmoid(z))),
     "focal(gamma=0.5)": ("focal", {"gamma": 0.5}, lambda y, p: _binary_focal(y, p, gamma=0.5)),
     "afl_bce(from_logits)": ("afl_bce", {"from_logits": True},
-                             lambda y, z: _bce(y, _tf().sigmoid(z))),
+                             lambda y, z: _bce(y, _ops().sigmoid(z))),
     "afl_huber(delta=0.5)": ("afl_huber", {"delta": 0.5}, lambda y, p: _huber(y, p, delta=0.5)),
 }
 
@@ -188,7 +203,7 @@ def _input_kind(entry, settings):
     """What a loss with `settings` is checked on, from the registry: "error" (regression:
     y_pred = y_true + error), "prob" / "logit" / "score" (binary: a probability, a logit, a
     hinge score), "softmax" / "sparse_softmax" (categorical / sparse: differentiated w.r.t.
-    logits through tf.nn.softmax, one-hot or integer labels)."""
+    logits through keras.ops.softmax, one-hot or integer labels)."""
     reads = entry.expects(from_logits=bool(settings.get("from_logits")))
     if entry.family == "regression":
         return "error"
@@ -204,22 +219,22 @@ _CLASSES = 4
 
 
 def _loss_case(name, entry, settings, ref):
-    tf = _tf()
+    ops = _ops()
     loss = entry.obj(**settings)
     kind = _input_kind(entry, settings)
     n = 6
 
     def our(c, x):
         if kind in ("softmax", "sparse_softmax"):
-            x = tf.nn.softmax(x)
+            x = ops.softmax(x)
         return loss.call(c, x)
 
     def plain(c, x):
         y = c
         if kind == "sparse_softmax":
-            y = tf.cast(_onehot(c, _CLASSES), x.dtype)
+            y = ops.cast(_onehot(c, _CLASSES), x.dtype)
         if kind in ("softmax", "sparse_softmax"):
-            x = tf.nn.softmax(x)
+            x = ops.softmax(x)
         return ref(y, x)
 
     def sample(rng):
@@ -286,18 +301,6 @@ def all_cases():
 
 # --------------------------------------------------------------------------- checking
 
-def _vjp(f, const, inputs, upstream):
-    """Gradient of sum(upstream * f(const, *inputs)) w.r.t. each input (numpy float64)."""
-    tf = _tf()
-    with tf.GradientTape() as tape:
-        for v in inputs:
-            tape.watch(v)
-        y = f(const, *inputs)
-        total = tf.reduce_sum(tf.cast(upstream, y.dtype) * tf.reshape(y, upstream.shape))
-    return y, [np.asarray(tf.cast(g, tf.float64)) if g is not None else None
-               for g in tape.gradient(total, inputs)]
-
-
 def _err(a, ref):
     a = np.asarray(a, np.float64)
     ref = np.asarray(ref, np.float64)
@@ -306,60 +309,38 @@ def _err(a, ref):
     return float(np.max(np.abs(a - ref) / (1 + np.abs(ref)))) if a.size else 0.0
 
 
-def _to(value, dtype, tf):
-    if value is None:
-        return None
-    v = np.asarray(value)
-    if v.dtype.kind in "iu":
-        return tf.constant(v, tf.int32)
-    return tf.constant(v, tf.float64) if dtype is None else tf.cast(tf.constant(v, tf.float64), dtype)
-
-
 def check_case(case, dtype, seed=0):
     """{"numeric", "autodiff", "finite", "ok", "note"} for one case in one dtype."""
-    tf = _tf()
     rng = np.random.default_rng(seed)
     const64, inputs64 = case.sample(rng)
-    dt = tf.as_dtype(dtype)
-    const_d = _to(const64, dt, tf)
-    inputs_d = [_to(v, dt, tf) for v in inputs64]
+    const_d = AD.tensor(const64, dtype)
+    inputs_d = [AD.tensor(v, dtype) for v in inputs64]
     # the same points, rounded to the dtype, in float64
-    inputs_r = [tf.cast(v, tf.float64) for v in inputs_d]
-    const_r = _to(const64, None, tf)
+    rounded = [AD.to_numpy(v) for v in inputs_d]
+    inputs_r = [AD.tensor(v) for v in rounded]
+    const_r = AD.tensor(const64)
 
     y_d = case.fn(const_d, *inputs_d)
     upstream = rng.normal(size=tuple(y_d.shape))
-    _, analytic = _vjp(case.fn, const_d, inputs_d, upstream)
-    _, plain = _vjp(case.ref, const_r, inputs_r, upstream)
-
-    theoretical, numerical = tf.test.compute_gradient(
-        lambda *xs: case.fn(const_r, *xs), inputs_r, delta=1e-6)
-    u = upstream.reshape(-1)
-    numeric = [(u @ np.asarray(j)).reshape(tuple(v.shape)) for j, v in zip(numerical, inputs_r)]
+    _, analytic = AD.vjp(lambda *xs: case.fn(const_d, *xs), inputs_d, upstream)
+    _, plain = AD.vjp(lambda *xs: case.ref(const_r, *xs), inputs_r, upstream)
+    numeric = AD.central_differences(case.fn, rounded, upstream, args=(const_r,))
 
     err_num = max(_err(a, n) for a, n in zip(analytic, numeric))
     err_auto = max(_err(a, p) for a, p in zip(analytic, plain))
 
     finite = True
     for c, xs in case.extremes(dtype):
-        c_d = _to(c, dt, tf)
-        xs_d = [_to(v, dt, tf) for v in xs]
-        y, gs = _vjp(case.fn, c_d, xs_d, np.ones(tuple(case.fn(c_d, *xs_d).shape)))
-        finite &= bool(np.all(np.isfinite(np.asarray(tf.cast(y, tf.float64)))))
+        c_d = AD.tensor(c, dtype)
+        xs_d = [AD.tensor(v, dtype) for v in xs]
+        y, gs = AD.vjp(lambda *v: case.fn(c_d, *v), xs_d)
+        finite &= bool(np.all(np.isfinite(AD.to_numpy(y))))
         finite &= all(g is not None and bool(np.all(np.isfinite(g))) for g in gs)
 
     tol_num, tol_auto = TOLERANCES[dtype]
     ok = err_num <= tol_num and err_auto <= tol_auto and finite
     return {"numeric": err_num, "autodiff": err_auto, "finite": finite, "ok": ok,
             "tol_numeric": tol_num, "tol_autodiff": tol_auto}
-
-
-def _device():
-    tf = _tf()
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        return f"{gpus[0].name} (TensorFlow's default device; {len(gpus)} GPU(s) visible)"
-    return "CPU (no GPU visible to TensorFlow)"
 
 
 def select(names):
@@ -387,8 +368,10 @@ def select(names):
 def run(names, *, dtypes, seed=0):
     import keras_afl  # noqa: F401
 
+    if "float64" in dtypes:
+        AD.enable_float64()
     cases = select(names)
-    print(f"keras-afl check: {len(cases)} function(s) x {', '.join(dtypes)} on {_device()}")
+    print(f"keras-afl check: {len(cases)} function(s) x {', '.join(dtypes)} on {AD.device()}")
     rows, failures = [], []
     t0 = time.perf_counter()
     for name, case in cases.items():
@@ -412,7 +395,7 @@ def run(names, *, dtypes, seed=0):
     print(format_table(("function", "dtype", "vs numeric", "tol", "vs autodiff", "tol",
                         "finite", "result"), rows, floatfmt="{:.1e}"))
     print("\nerror = max |analytic - reference| / (1 + |reference|); numeric = central differences "
-          "in float64,\nautodiff = TensorFlow's gradient of a plain formula in float64; finite = "
+          "in float64,\nautodiff = the backend's gradient of a plain formula in float64; finite = "
           "values and gradients\nat extreme inputs. "
           f"{len(rows) - len(failures)}/{len(rows)} passed in {time.perf_counter() - t0:.1f} s.")
     if failures:

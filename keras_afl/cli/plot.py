@@ -1,7 +1,9 @@
 """`keras-afl plot NAME...`: functions and their analytic derivatives, to PNG.
 
-Derivatives are taken with `tf.GradientTape`, i.e. through each function's
-custom gradient -- the plot shows the derivative the network trains with.
+Derivatives are taken with the Keras backend's own differentiation
+(`tf.GradientTape`, `jax.vjp` or `torch.autograd`: `keras_afl.cli._autodiff`),
+i.e. through each function's custom gradient -- the plot shows the derivative
+the network trains with, on the backend it runs on (`keras-afl --backend jax plot ...`).
 Activations: f(x) and f'(x) (softmax: the first output of softmax([x, 0])).
 Losses: the per-sample loss and d loss / d y_pred against the prediction, for
 label 1 and label 0 (binary losses: y_pred a probability, or a score for hinge
@@ -16,6 +18,7 @@ import math
 
 import numpy as np
 
+from keras_afl.cli import _autodiff as AD
 from keras_afl.cli.common import CLIError, output_file, pyplot
 
 _GROUPS = {"activations": "activation", "losses": "loss"}
@@ -45,20 +48,20 @@ def resolve(names):
 
 
 def activation_curve(entry, x_range=DEFAULT_RANGE["input"], n=801):
-    """(x, f(x), f'(x), label) with f' from the custom gradient via tf.GradientTape."""
-    import tensorflow as tf
+    """(x, f(x), f'(x), label) with f' from the custom gradient (the backend's autodiff)."""
+    from keras import ops
 
-    x = tf.constant(np.linspace(*x_range, n), tf.float64)
+    x = AD.tensor(np.linspace(*x_range, n))
     softmax = entry.family == "axis"  # normalises along an axis: plot one of two outputs
-    with tf.GradientTape() as tape:
-        tape.watch(x)
+
+    def f(x):
         if softmax:
-            y = entry.obj(tf.stack([x, tf.zeros_like(x)], axis=-1))[:, 0]
-        else:
-            y = entry.obj(x)
-    dy = tape.gradient(y, x)
+            return entry.obj(ops.stack([x, ops.zeros_like(x)], axis=-1))[:, 0]
+        return entry.obj(x)
+
+    y, (dy,) = AD.vjp(f, [x])
     label = "softmax([x, 0])[0]" if softmax else f"{entry.name}(x)"
-    return x.numpy(), y.numpy(), dy.numpy(), label
+    return AD.to_numpy(x), AD.to_numpy(y), dy, label
 
 
 def x_axis(entry):
@@ -80,7 +83,7 @@ def loss_curves(entry, n=801, x_range=None):
     for label 1 and 0; for regression losses t is the error and one curve.
     t spans `x_range` (default: `DEFAULT_RANGE[x_axis(entry)]`).
     """
-    import tensorflow as tf
+    from keras import ops
 
     family = entry.family
     loss = entry.obj()
@@ -90,8 +93,8 @@ def loss_curves(entry, n=801, x_range=None):
     out = {}
     if family == "regression":
         t = np.linspace(*x_range, n)
-        y_true = tf.zeros((n, 1), tf.float32)
-        pred = tf.constant(t[:, None], tf.float32)
+        y_true = AD.tensor(np.zeros((n, 1)), "float32")
+        pred = AD.tensor(t[:, None], "float32")
         out["error"] = _loss_and_grad(loss, y_true, pred, lambda p: p)
         return out, "error  y_pred - y_true", "y_true = 0, defaults"
     t = np.linspace(*x_range, n)
@@ -100,16 +103,16 @@ def loss_curves(entry, n=801, x_range=None):
     else:
         xlabel = "predicted probability of class 1"
     for label in (1, 0):
-        p = tf.constant(t[:, None], tf.float32)
+        p = AD.tensor(t[:, None], "float32")
         if family == "binary":
-            y_true = tf.fill((n, 1), float(label))
+            y_true = AD.tensor(np.full((n, 1), float(label)), "float32")
             build = lambda q: q  # noqa: E731
         elif family == "categorical":
-            y_true = tf.constant(np.eye(2, dtype=np.float32)[np.full(n, label)])
-            build = lambda q: tf.concat([1.0 - q, q], axis=-1)  # noqa: E731
+            y_true = AD.tensor(np.eye(2)[np.full(n, label)], "float32")
+            build = lambda q: ops.concatenate([1.0 - q, q], axis=-1)  # noqa: E731
         else:  # sparse
-            y_true = tf.fill((n,), label)
-            build = lambda q: tf.concat([1.0 - q, q], axis=-1)  # noqa: E731
+            y_true = AD.tensor(np.full((n,), label))
+            build = lambda q: ops.concatenate([1.0 - q, q], axis=-1)  # noqa: E731
         out[f"label {label}"] = _loss_and_grad(loss, y_true, p, build)
     if family != "binary":
         note = "y_pred = [1 - p, p], defaults"
@@ -119,15 +122,11 @@ def loss_curves(entry, n=801, x_range=None):
 
 
 def _loss_and_grad(loss, y_true, p, build):
-    import tensorflow as tf
+    from keras import ops
 
-    with tf.GradientTape() as tape:
-        tape.watch(p)
-        values = loss.call(y_true, build(p))  # per-sample values, before reduction
-        values = tf.reshape(values, (-1,))
-    grad = tape.gradient(values, p)
-    t = p.numpy().reshape(-1)
-    return t, values.numpy(), grad.numpy().reshape(-1)
+    # per-sample values, before reduction
+    values, (grad,) = AD.vjp(lambda q: ops.reshape(loss.call(y_true, build(q)), (-1,)), [p])
+    return AD.to_numpy(p).reshape(-1), AD.to_numpy(values), grad.reshape(-1)
 
 
 def _ylim(*arrays, cap=10.0):
@@ -189,6 +188,8 @@ def run(names, *, output=None, x_range=None):
     """`keras-afl plot`; `x_range` (--range) applies to every panel, losses included."""
     pyplot("plot")  # the cli extra check comes first
     import keras_afl  # noqa: F401
+
+    AD.enable_float64()  # activations are plotted in float64 (on JAX: jax_enable_x64)
 
     if x_range is not None:
         lo, hi = x_range
