@@ -136,9 +136,8 @@ def reduce(losses, positives, sample_weight, mask, normalize, reduction, dtype):
         losses = losses * _as_weights(sample_weight, losses, dtype)
     one = tf.ones([], dtype)
     if normalize == "positives":
-        count = tf.stop_gradient(global_sum(tf.reduce_sum(positives)))
-        terms = losses / tf.maximum(count, one)
-        return terms if reduction in (None, "none") else tf.reduce_sum(losses) / tf.maximum(count, one)
+        count = tf.maximum(tf.stop_gradient(global_sum(tf.reduce_sum(positives))), one)
+        return losses / count if reduction in (None, "none") else tf.reduce_sum(losses) / count
     axes = list(range(1, losses.shape.rank)) if losses.shape.rank is not None else None
     if axes is None:
         axes = tf.range(1, tf.rank(losses))
