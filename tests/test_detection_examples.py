@@ -269,3 +269,13 @@ def test_segmenter_config_smoke_run_reports_per_class_iou_and_dice(tmp_path):
     model = keras.models.load_model(summary["runs"][0]["model"])
     assert isinstance(model.loss, keras_afl.losses.SparseCategoricalFocalLoss)
     assert copy.deepcopy(summary["config"]["model"]) == {"filters": 8}
+
+
+def test_lint_finds_no_error_in_the_example_models_with_their_losses():
+    """What keras-afl train's lint check does for model.layers configs, on the scripts' models."""
+    for label, loss in det.default_losses():
+        found = keras_afl.lint(det.build_model(filters=4), loss={"cls": loss, "box": det.box_loss})
+        assert not found.errors, (label, str(found))
+    for label, loss in seg.default_losses():
+        found = keras_afl.lint(seg.build_model(filters=4), loss=loss)
+        assert not found.errors, (label, str(found))

@@ -1,6 +1,7 @@
 """Every script in examples/ runs to completion in a fresh process (each checks its own result)."""
 
 import glob
+import json
 import os
 
 import pytest
@@ -16,11 +17,23 @@ def check_activation_health(out, tmp_path):
     assert (tmp_path / "dead.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def check_smoke_outputs(png):
+    """A --smoke run (seconds) writes its PNG and results.json with one run per loss."""
+    def check(out, tmp_path):
+        assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        result = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert len(result["runs"]) >= 2 and all(r["metrics"] for r in result["runs"])
+    return check
+
+
 # Examples with options of their own: {file name: (extra argv, check(stdout, tmp_path))}.
 # One run per example covers both: the default settings (its own result check) and the
 # options' output.
 EXTRA = {
     "activation_health.py": (["--plot", "dead.png"], check_activation_health),
+    # the full runs take minutes (their numbers are in the README); the tests run --smoke
+    "detect_shapes.py": (["--smoke", "--output", "out"], check_smoke_outputs("detections.png")),
+    "segment_lesions.py": (["--smoke", "--output", "out"], check_smoke_outputs("segmentations.png")),
 }
 
 
