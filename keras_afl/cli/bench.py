@@ -30,6 +30,12 @@ def command_line(args):
 
 def run(args):
     """Runs `keras-afl bench` for parsed `args`; prints the table; returns the exit code (0)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # JAX, PyTorch: their own cases and references
+        from keras_afl.bench import backends
+
+        return backends.run_cli(args)
     from keras_afl import bench as harness
 
     activations = losses = None
