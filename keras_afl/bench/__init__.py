@@ -49,23 +49,32 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from keras_afl.bench.cases import (ACTIVATIONS, CHECK_SIZE, DEFAULT_SIZES, DTYPES, LOSSES,
-                                   MEMORY_CASES, MODES, QUICK_ACTIVATIONS, QUICK_LOSSES,
-                                   QUICK_MEMORY_CASES, SUITES, TARGETS, check_cases)
+from keras_afl.bench.cases import (ACTIVATIONS, CHECK_SIZE, CLASSIFIER_BATCHES, CLASSIFIER_LOSSES,
+                                   DEFAULT_SIZES, DEFAULT_SUITES, DTYPES, LOSSES, MEMORY_CASES, MODES,
+                                   QUICK_ACTIVATIONS, QUICK_LOSSES, QUICK_MEMORY_CASES, SUITES,
+                                   TARGETS, check_cases)
 from keras_afl.bench.programs import same_program
 from keras_afl.bench.reports import (main_table, same_program_table, summary, summary_table,
                                      terminal_table, write_reports)
-from keras_afl.bench.suites import (bench_activations, bench_checks, bench_losses, bench_memory,
-                                    bench_training)
+from keras_afl.bench.suites import (bench_activations, bench_checks, bench_classifier, bench_losses,
+                                    bench_memory, bench_training)
+from keras_afl.bench.sweep import (SWEEP_REPEATS, SWEEP_SIZES, bench_sweep_activations,
+                                   bench_sweep_losses, crossover_table, plot_sweep, sweep_summary)
 from keras_afl.bench.timing import Progress, call_overhead_ms, load, machine
 
 __all__ = ["run", "same_program", "write_reports", "terminal_table", "main_table", "summary",
            "summary_table", "same_program_table", "TARGETS", "ACTIVATIONS", "LOSSES", "SUITES",
-           "MODES", "DTYPES", "QUICK_ACTIVATIONS", "QUICK_LOSSES"]
+           "MODES", "DTYPES", "QUICK_ACTIVATIONS", "QUICK_LOSSES", "DEFAULT_SUITES", "SWEEP_SIZES",
+           "crossover_table", "plot_sweep", "sweep_summary"]
 
 
-def _plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick):
+def _plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick, sweep_sizes):
     n = len(check_cases()) * len(modes) * ("checks" in suites)
+    if "sweep" in suites:
+        n += (len(names_a) + len(names_l)) * len(sweep_sizes) * len(dtypes) * len(modes)
+    if "classifier" in suites:
+        losses, batches = (1, 1) if quick else (len(CLASSIFIER_LOSSES), len(CLASSIFIER_BATCHES))
+        n += losses * len(modes) * (batches + 1)  # the steps at each batch, then the peak memory
     if "activations" in suites:
         n += len(names_a) * len(sizes) * len(dtypes) * len(modes)
     if "losses" in suites:
@@ -81,7 +90,7 @@ def _check_names(values, valid, argument, what):
                              f"Fix: pass names from that list (or leave `{argument}` at its default).")
 
 
-def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suites=SUITES,
+def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suites=DEFAULT_SUITES,
         activations=None, losses=None, progress=True):
     """Runs the benchmark suites; returns a JSON-ready dict (see `write_reports`).
 
@@ -89,12 +98,16 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
         quick: A run of well under a minute that checks the harness works
             (small sizes, few cases, 3 repeats): for CI; its numbers mean little.
         sizes: log2 of the element counts of the activation and loss inputs
-            (default 16, 20, 24; quick: 12).
+            (default 16, 20, 24; quick: 12; the sweep: 10, 12, ..., 24, quick: 10, 12).
         dtypes: Input dtypes (default float32 and bfloat16; quick: float32).
         modes: "graph" and/or "xla" (the inner `tf.function`'s `jit_compile`).
-        repeats: Timed calls per case after warm-up (default 10; quick: 3).
+        repeats: Timed calls per case after warm-up (default 10, the sweep 5 at 2^22 and up and
+            more below (`sweep.sweep_repeats`); quick: 3).
         suites: Any of "activations", "losses", "training", "memory", "checks" (the cost
-            of the label checks at 2^20 elements; quick: 2^12).
+            of the label checks at 2^20 elements; quick: 2^12) -- the default -- and "sweep"
+            (every loss and activation at each size, the losses' plain and compiled paths;
+            see `keras_afl.bench.sweep`) and "classifier" (training steps and peak memory of a
+            3 x 256 Dense classifier at batch 32, 128, 512 with three losses, graph and XLA).
         activations, losses: Case names to run (default: all; quick: a few).
         progress: Draw a progress bar on stderr.
     """
@@ -105,12 +118,18 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
     _check_names(names_a, tuple(ACTIVATIONS), "activations", "activation")
     _check_names(names_l, LOSSES, "losses", "loss")
     log_sizes = list(sizes or ((12,) if quick else DEFAULT_SIZES))
+    sweep_log = list(sizes or ((10, 12) if quick else SWEEP_SIZES))
     dtypes = list(dtypes or (("float32",) if quick else DTYPES))
+    sweep_repeats = repeats or (3 if quick else SWEEP_REPEATS)
     repeats = repeats or (3 if quick else 10)
     settings = dict(quick=quick, sizes_log2=log_sizes, dtypes=dtypes, modes=list(modes), repeats=repeats,
                     suites=list(suites), activations=names_a, losses=names_l)
+    if "sweep" in suites:
+        settings.update(sweep_sizes_log2=sweep_log, sweep_repeats=sweep_repeats)
     sizes = [2**int(s) for s in log_sizes]
-    bar = Progress(_plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick), progress)
+    sweep_sizes = [2**int(s) for s in sweep_log]
+    bar = Progress(_plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick, sweep_sizes),
+                   progress)
     started, load_before, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), load(), time.perf_counter()
     rows = []
     try:
@@ -124,6 +143,13 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
             rows += bench_memory(quick, progress=bar)
         if "checks" in suites:
             rows += bench_checks(2**12 if quick else CHECK_SIZE, modes, repeats, bar)
+        if "classifier" in suites:
+            rows += bench_classifier(modes, repeats, quick, bar)
+        if "sweep" in suites:
+            if names_l:
+                rows += bench_sweep_losses(sweep_sizes, dtypes, modes, sweep_repeats, names_l, bar)
+            if names_a:
+                rows += bench_sweep_activations(sweep_sizes, dtypes, modes, sweep_repeats, names_a, bar)
     finally:
         bar.close()
     result = {"machine": {**machine(), "call_overhead_ms": round(call_overhead_ms(), 4)},
@@ -132,4 +158,7 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
               "load_before": load_before, "load_after": load(),
               "rows": [dataclasses.asdict(r) for r in rows]}
     result["summary"] = summary(result)
+    if "sweep" in suites:
+        result["sweep_summary"] = sweep_summary(result)
+        result["crossover"] = crossover_table(result["rows"])
     return result

@@ -17,7 +17,8 @@ from keras_afl import activations as A
 from keras_afl import losses as L
 from keras_afl import registry
 
-SUITES = ("activations", "losses", "training", "memory", "checks")
+DEFAULT_SUITES = ("activations", "losses", "training", "memory", "checks")
+SUITES = (*DEFAULT_SUITES, "classifier", "sweep")
 MODES = ("graph", "xla")
 DTYPES = ("float32", "bfloat16")
 DEFAULT_SIZES = (16, 20, 24)  # log2 of the number of elements
@@ -32,6 +33,12 @@ TARGETS = {
     "dense_focal": ("dense-prediction focal training >= 1.3x steps/s", 1 / 1.3),
     "memory": ("peak memory <= 1.0x the built-in's", 1.0),
     "label_checks": ("label checks cost <= 5% of the loss's time (2^20)", 1.05),
+    "classifier_steps": ("classifier training >= 1.0x Keras's steps/s (batch 32-512)", 1.0),
+    "classifier_memory": ("classifier training peak memory <= 1.0x Keras's", 1.0),
+    # the sweep (`sweep.sweep_summary` checks every loss row against the 1.0x target)
+    "sweep_loss": ("loss <= 1.0x Keras at every size and mode", 1.0),
+    "sweep_loss_graph_large": ("loss <= 0.5x Keras in graph mode from 2^20 elements up", 0.5),
+    "sweep_activation": ("activation <= 1.05x the native op at every size", 1.05),
 }
 FLOOR_SIZE = 2**24
 SMALL = 2**22  # below: three times the repeats
@@ -110,6 +117,17 @@ MEMORY_CASES = {
                                   "the dense-prediction focal net of the training rows; batch 16"),
 }
 QUICK_MEMORY_CASES = {"deep_mlp_3x64_elu_focal": (("mlp", 3, 64, 32, 1), "3 x Dense(64, elu); batch 32")}
+
+# The classifier at ordinary sizes (suite "classifier"): 784 -> 3 x Dense(256, relu) -> Dense(10)
+# -> softmax or sigmoid, one-hot labels, the same Keras model for both; keras_afl's loss (by its
+# registered name) -> (Keras's same loss, the output activation)
+CLASSIFIER_LOSSES = {
+    "afl_cce": (lambda: keras.losses.CategoricalCrossentropy(), "softmax"),
+    "afl_bce": (lambda: keras.losses.BinaryCrossentropy(), "sigmoid"),
+    "focal": (lambda: keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25,
+                                                           gamma=2.0), "sigmoid"),
+}
+CLASSIFIER_BATCHES = (32, 128, 512)
 
 
 def activation_inputs(size, dt):

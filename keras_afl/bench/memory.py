@@ -2,9 +2,11 @@
 
     python -m keras_afl.bench.memory ours|builtin mlp DEPTH WIDTH BATCH STEPS
     python -m keras_afl.bench.memory ours|builtin dense SIZE CLASSES BATCH STEPS
+    python -m keras_afl.bench.memory ours|builtin classifier LOSS graph|xla BATCH STEPS
 
 Builds the model (keras_afl's layers, activations and focal loss, or the same
-model from Keras's built-ins), runs STEPS training steps of Keras's own train
+model from Keras's built-ins; for the classifier, the same Keras model with keras_afl's loss
+LOSS or Keras's, `bench.cases.CLASSIFIER_LOSSES`), runs STEPS training steps of Keras's own train
 function and prints one JSON line: the process's peak resident set size
 (`peak_mib`) and the peak before the steps (`before_mib`). The harness's
 "memory" suite (`keras_afl.bench.suites.bench_memory`) starts one such process
@@ -24,7 +26,8 @@ import tensorflow as tf
 import keras_afl
 
 USAGE = ("usage: python -m keras_afl.bench.memory ours|builtin mlp DEPTH WIDTH BATCH STEPS\n"
-         "       python -m keras_afl.bench.memory ours|builtin dense SIZE CLASSES BATCH STEPS")
+         "       python -m keras_afl.bench.memory ours|builtin dense SIZE CLASSES BATCH STEPS\n"
+         "       python -m keras_afl.bench.memory ours|builtin classifier LOSS graph|xla BATCH STEPS")
 
 
 def peak_mib():
@@ -43,8 +46,20 @@ def peak_mib():
 
 def parse(argv):
     """(ours, kind, a, b, batch, steps) from the command line; ValueError with the usage."""
-    if len(argv) != 6 or argv[0] not in ("ours", "builtin") or argv[1] not in ("mlp", "dense"):
+    if len(argv) != 6 or argv[0] not in ("ours", "builtin") or argv[1] not in ("mlp", "dense", "classifier"):
         raise ValueError(f"received {' '.join(argv)!r}\n{USAGE}")
+    if argv[1] == "classifier":
+        from keras_afl.bench.cases import CLASSIFIER_LOSSES
+
+        if argv[2] not in CLASSIFIER_LOSSES or argv[3] not in ("graph", "xla"):
+            raise ValueError(f"LOSS is one of {', '.join(CLASSIFIER_LOSSES)} and MODE graph or xla; "
+                             f"received {' '.join(argv[2:4])!r}\n{USAGE}")
+        try:
+            batch, steps = map(int, argv[4:])
+        except ValueError:
+            raise ValueError(f"BATCH and STEPS are integers; received {' '.join(argv[4:])!r}\n{USAGE}") \
+                from None
+        return argv[0] == "ours", "classifier", argv[2], argv[3], batch, steps
     try:
         a, b, batch, steps = map(int, argv[2:])
     except ValueError:
@@ -57,6 +72,8 @@ def measure(ours, kind, a, b, batch, steps):
     """{"peak_mib", "before_mib"} of `steps` training steps of the model described."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
+    if kind == "classifier":  # a = keras_afl's loss name, b = graph | xla
+        return _measure_classifier(ours, a, b, batch, steps)
     sigmoid = keras_afl.layers.Sigmoid() if ours else keras.layers.Activation("sigmoid")
     if kind == "mlp":  # a = depth, b = width; ELU
         act = keras_afl.activations.elu if ours else "elu"
@@ -79,6 +96,34 @@ def measure(ours, kind, a, b, batch, steps):
             else keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25))
     model.compile(keras.optimizers.SGD(0.01), loss=loss, jit_compile=False)
     it = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    model.make_train_function()
+    before = peak_mib()
+    for _ in range(steps):
+        model.train_function(it)
+    return {"peak_mib": peak_mib(), "before_mib": before}
+
+
+def classifier(output):
+    """The classifier of the "classifier" suite: 784 -> 3 x Dense(256, relu) -> Dense(10, output)."""
+    hidden = [keras.layers.Dense(256, activation="relu") for _ in range(3)]
+    return keras.Sequential([keras.Input((784,)), *hidden, keras.layers.Dense(10, activation=output)])
+
+
+def classifier_data(batch, batches=4):
+    """(x, one-hot y) for `batches` batches of the classifier."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * batches, 784)).astype("float32")
+    return x, np.eye(10, dtype="float32")[rng.integers(0, 10, batch * batches)]
+
+
+def _measure_classifier(ours, name, mode, batch, steps):
+    from keras_afl.bench.cases import CLASSIFIER_LOSSES
+
+    keras_loss, output = CLASSIFIER_LOSSES[name]
+    model = classifier(output)
+    model.compile(keras.optimizers.SGD(0.01), loss=name if ours else keras_loss(), jit_compile=mode == "xla")
+    x, y = classifier_data(batch)
+    it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat())
     model.make_train_function()
     before = peak_mib()
     for _ in range(steps):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from keras_afl.bench import sweep
 from keras_afl.bench.cases import MODES, TARGETS
 from keras_afl.bench.timing import log2
 
@@ -21,6 +22,8 @@ def summary(result):
     checks += [("activation_floor", r, r["floor_ratio"]) for r in result["rows"]
                if r["group"] == "activation" and r["floor_met"] is not None]
     for key, (text, limit) in TARGETS.items():
+        if key.startswith("sweep"):  # the sweep's own summary: `sweep.sweep_summary`
+            continue
         mine = [(r, ratio) for k, r, ratio in checks if k == key]
         if not mine:
             continue
@@ -47,12 +50,17 @@ def _met_text(met):
     return {True: "yes", False: "**no**", None: ""}[met]
 
 
+_SWEEP = ("sweep_loss", "sweep_activation")  # in the sweep's own tables (`sweep`)
+
+
 def main_table(result):
-    """A Markdown table with one row per case (medians and ratios)."""
+    """A Markdown table with one row per case (medians and ratios), the sweep's rows left out."""
     lines = ["| group | case | mode | dtype | size | unit | ours | reference | ratio | vs floor | "
              "target | met |",
              "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
+        if r["group"] in _SWEEP:
+            continue
         floor = "" if r["floor_ratio"] is None else f"{r['floor_ratio']:.2f}x"
         met = _met_text(r["met"])
         if r["floor_met"] is not None:
@@ -98,7 +106,7 @@ def terminal_table(result):
              r["unit"], f"{r['ratio']:.2f}", "" if r["floor_ratio"] is None else f"{r['floor_ratio']:.2f}",
              ("yes" if r["met"] else "NO") + ("" if r["floor_met"] is None
                                               else " / floor " + ("yes" if r["floor_met"] else "NO")))
-            for r in result["rows"]]
+            for r in result["rows"] if r["group"] not in _SWEEP]
     widths = [max(len(h), *(len(x[i]) for x in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     lines.append("  ".join("-" * w for w in widths))
@@ -106,9 +114,12 @@ def terminal_table(result):
         lines.append("  ".join(c.rjust(w) if i in (3, 4, 5, 7, 8) else c.ljust(w)
                                for i, (c, w) in enumerate(zip(x, widths))).rstrip())
     lines.append("")
-    for s in result["summary"]:
+    for s in result["summary"] + result.get("sweep_summary", []):
         lines.append(f"{s['met']:>3}/{s['checked']:<3} {s['description']}  (worst {s['worst_ratio']:.2f}: "
                      f"{s['worst_case']})")
+    if result.get("crossover"):
+        lines += ["", "crossover (log2 elements from which the compiled path is taken; None: never):",
+                  sweep.crossover_source(result["crossover"])]
     return "\n".join(lines)
 
 
@@ -146,9 +157,38 @@ def write_reports(result, out_dir, command="", notes=""):
                "(`relu(x) - alpha * relu(-x)`), a different program by design.", "", same, ""]
     if notes:
         md += [notes.strip(), ""]
-    md += ["## Every case", "", main_table(result), ""]
+    if result.get("sweep_summary"):
+        md += sweep_sections(result)
+    if any(r["group"] not in _SWEEP for r in result["rows"]):
+        md += ["## Every case", "", main_table(result), ""]
     md_path = os.path.join(out_dir, "results.md")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
     return json_path, md_path
 
+
+
+def sweep_sections(result):
+    """results.md's sections on the size sweep: its targets, the plots, the crossover table, the
+    ratio to the reference per case and size, the losses' compiled / plain time."""
+    s = result["settings"]
+    lines = ["| target | met | worst ratio | worst case |", "|---|---:|---:|---|"]
+    lines += [f"| {x['description']} | {x['met']}/{x['checked']} | {x['worst_ratio']:.2f} | "
+              f"{x['worst_case']} |" for x in result["sweep_summary"]]
+    plots = [f"![{f}](sweep_{f}.png)"
+             for f in ("activations", "regression", "binary", "categorical", "sparse", "crossover")]
+    return ["## Size sweep", "",
+            f"Sizes 2^{', 2^'.join(map(str, s['sweep_sizes_log2']))} elements; "
+            f"{s['sweep_repeats']} timed repeats per case at 2^22 and up, 2x at 2^20, 4x at 2^18, 8x "
+            "below; medians. Losses: keras_afl's plain path, its compiled path and Keras's loss "
+            "called round robin; \"ours\" is the path keras_afl takes at that size (a \"c\" after "
+            "the ratio: the compiled one), bold: a missed target.", "",
+            *lines, "", *plots, "",
+            "### Crossover: log2 elements from which the compiled path wins (None: never)", "",
+            "The threshold per loss and mode that minimises the summed log ratio to Keras over the "
+            "sizes and dtypes of this run (`keras_afl.bench.sweep.crossover_table`); "
+            "`keras_afl/losses/_crossover.py` commits it.", "", "```python",
+            sweep.crossover_source(result["crossover"]), "```", "",
+            "### Losses: ours / Keras", "", sweep.ratio_table(result, "sweep_loss"), "",
+            "### Activations: ours / the native op", "", sweep.ratio_table(result, "sweep_activation"), "",
+            "### Losses: compiled path / plain path", "", sweep.path_table(result), ""]

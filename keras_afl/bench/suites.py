@@ -20,8 +20,10 @@ import tensorflow as tf
 import keras_afl
 from keras_afl import activations as A
 from keras_afl import losses as L
-from keras_afl.bench.cases import (ACTIVATIONS, LOSSES, MEMORY_CASES, QUICK_MEMORY_CASES, TARGETS,
-                                   activation_inputs, check_cases, loss_cases, loss_inputs)
+from keras_afl.bench.cases import (ACTIVATIONS, CLASSIFIER_BATCHES, CLASSIFIER_LOSSES, LOSSES,
+                                   MEMORY_CASES, QUICK_MEMORY_CASES, TARGETS, activation_inputs,
+                                   check_cases, loss_cases, loss_inputs)
+from keras_afl.bench.memory import classifier, classifier_data
 from keras_afl.bench.programs import same_program
 from keras_afl.bench.timing import (Row, activation_step, bandwidth_steps, iqr, log2, loss_step,
                                     repeats_at, round_robin, timed_row)
@@ -172,6 +174,54 @@ def bench_training(repeats, quick, progress=None):
     return rows
 
 
+def _classifier_train_function(loss, output, batch, xla):
+    keras.utils.set_random_seed(0)
+    model = classifier(output)
+    model.compile(keras.optimizers.SGD(0.01), loss=loss, jit_compile=xla)
+    x, y = classifier_data(batch)
+    iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat())
+    model.make_train_function()
+    fn = model.train_function
+    return lambda: fn(iterator)
+
+
+def bench_classifier(modes, repeats, quick, progress=None):
+    """Training steps of the classifier (`memory.classifier`: 784 -> 3 x Dense(256) -> Dense(10))
+    with each of keras_afl's losses (by name) against the same model with Keras's loss, at each
+    batch size, graph mode and XLA (`jit_compile`); then peak memory at the largest batch, each
+    variant in a process of its own."""
+    rows = []
+    batches = (32,) if quick else CLASSIFIER_BATCHES
+    names = list(CLASSIFIER_LOSSES)[:1] if quick else list(CLASSIFIER_LOSSES)
+    for name in names:
+        keras_loss, output = CLASSIFIER_LOSSES[name]
+        for mode in modes:
+            for batch in batches:
+                if progress:
+                    progress.step(f"classifier {name} {mode} batch {batch}")
+                xla = mode == "xla"
+                pair = (_classifier_train_function(name, output, batch, xla),
+                        _classifier_train_function(keras_loss(), output, batch, xla))
+                steps = 2 if quick else max(5, 2560 // batch)
+                row = _training_row(name, batch, "classifier_steps", _steps(pair, steps, repeats),
+                                    f"784 -> 3 x Dense(256, relu) -> Dense(10, {output}); batch {batch}; "
+                                    f"{name} vs Keras's {type(keras_loss()).__name__}")
+                row.group, row.mode = "classifier", mode
+                rows.append(row)
+                if progress:
+                    progress.advance()
+    for name in names:
+        for mode in modes:
+            if progress:
+                progress.step(f"classifier memory {name} {mode} batch {batches[-1]}")
+            args = ("classifier", name, mode, batches[-1], 2 if quick else 5)
+            rows += _memory_rows({f"classifier_{name}": (args, f"the classifier with {name}, {mode}")},
+                                 1 if quick else 2, "classifier_memory", mode)
+            if progress:
+                progress.advance()
+    return rows
+
+
 # ----------------------------------------------------------------------------- peak memory
 
 
@@ -187,7 +237,10 @@ def bench_memory(quick, repeats=None, progress=None):
     """Peak RSS of each memory case, ours and the built-in's, each in a process of its own
     (`keras_afl.bench.memory`), the two running side by side."""
     cases = QUICK_MEMORY_CASES if quick else MEMORY_CASES
-    repeats = 1 if quick else (repeats or 3)
+    return _memory_rows(cases, 1 if quick else (repeats or 3), "memory", "graph", progress)
+
+
+def _memory_rows(cases, repeats, target, mode, progress=None):
     rows = []
     for name, (args, text) in cases.items():
         runs = {"ours": [], "builtin": []}
@@ -202,11 +255,12 @@ def bench_memory(quick, repeats=None, progress=None):
                 runs[v].append(json.loads(out.strip().splitlines()[-1]))
         peak = {v: statistics.median(r["peak_mib"] for r in rs) for v, rs in runs.items()}
         grow = {v: statistics.median(r["peak_mib"] - r["before_mib"] for r in rs) for v, rs in runs.items()}
-        if progress:
+        if progress and target == "memory":
             progress.advance()
         ratio = peak["ours"] / peak["builtin"]
-        rows.append(Row("memory", name, "graph", "float32", args[-2], "MiB", peak["ours"], peak["builtin"],
-                        ratio, "memory", TARGETS["memory"][1], ratio <= TARGETS["memory"][1],
+        group = "memory" if target == "memory" else "classifier_memory"
+        rows.append(Row(group, name, mode, "float32", args[-2], "MiB", peak["ours"], peak["builtin"],
+                        ratio, target, TARGETS[target][1], ratio <= TARGETS[target][1],
                         samples={"ours": [r["peak_mib"] for r in runs["ours"]],
                                  "ref": [r["peak_mib"] for r in runs["builtin"]]},
                         note=(f"{text}. Peak RSS of the process, median of {repeats}; growth during the "

@@ -46,9 +46,10 @@ def run(args):
                              f"{', '.join(harness.ACTIVATIONS)}; losses: {', '.join(harness.LOSSES)}")
         activations = [c for c in args.cases if c in harness.ACTIVATIONS]
         losses = [c for c in args.cases if c in harness.LOSSES]
-    suites = list(args.suites or harness.SUITES)
+    suites = list(args.suites or harness.DEFAULT_SUITES)
     if activations is not None:  # --cases: only the suites of the cases named
-        suites = [s for s in suites if (s == "activations" and activations) or (s == "losses" and losses)]
+        suites = [s for s in suites if (s == "activations" and activations) or (s == "losses" and losses)
+                  or (s == "sweep" and (activations or losses))]
         if not suites:
             raise ValueError("--cases names no activation or loss of the selected --suites")
     notes = ""
@@ -64,4 +65,6 @@ def run(args):
     if args.output:
         paths = harness.write_reports(result, args.output, command=command_line(args), notes=notes)
         print("wrote " + " and ".join(paths))
+        if result.get("sweep_summary"):
+            print("plots: " + ", ".join(harness.plot_sweep(result, args.output)))
     return 0
