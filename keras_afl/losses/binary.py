@@ -196,7 +196,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
 
     For binary and multi-label classification with a sigmoid output. Pass
     logits with `from_logits=True` (or the output of a Sigmoid, which carries
-    its logits) for the stable path.
+    its logits) for the stable path. Normalisation by the number of positives reduces over
+    the batch: `BinaryCrossentropy(normalize=...)`.
 
     Formula (z = logits, p = sigmoid(z) or the given probability,
     y smoothed: y * (1 - label_smoothing) + 0.5 * label_smoothing,
@@ -343,6 +344,9 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
     y = 1 and 1 - alpha for y = 0, applied unless `alpha=None` or
     `apply_class_balancing=False`. (Keras's `BinaryFocalCrossentropy` has the same
     `apply_class_balancing` but defaults to False, ignoring `alpha`.)
+
+    Normalisation by the number of positives (RetinaNet) reduces over the whole batch, so it
+    is a setting of the class, `FocalLoss(normalize=...)`, not of this per-sample function.
 
     Formula (p = sigmoid(z) or the given probability, q = 1 - p, y smoothed
     towards 0.5 by label_smoothing, m = 1 - p_t = y * q + (1 - y) * p,

@@ -249,7 +249,11 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
 
     As `categorical_focal` with one-hot labels; `alpha` is None, a scalar, or
     one weight per class (picked by the label). Class ids out of range are
-    handled as in `sparse_categorical_crossentropy`.
+    handled as in `sparse_categorical_crossentropy`. Dense outputs (segmentation) need no
+    one-hot: `[batch, H, W, K]` logits with `[batch, H, W]` ids, `ignore_class=255` for void
+    pixels. A per-class `alpha` whose length is not the number of classes raises a ValueError
+    naming `alpha` at the first call. Normalisation by the number of non-background samples
+    reduces over the batch: `SparseCategoricalFocalLoss(normalize=..., background_class=...)`.
 
     Formula (t = class id, log p_t = -(logsumexp(z) - z_t)):
         loss = -alpha_t * (1 - p_t)**gamma * log(p_t)
