@@ -42,7 +42,7 @@ SMOKE = {"images": 16, "epochs": 1}
 # --------------------------------------------------------------------------- data
 
 def make_lesions(images, *, lesions_per_image=1.25, contrast=0.4, seed=0):
-    """Images (n, 64, 64, 1) around 0 and integer masks (n, 64, 64): 0 background, 1 bright, 2 dark lesion.
+    """Images (n, 64, 64, 1) around 0, integer masks (n, 64, 64): 0 background, 1 bright, 2 dark.
 
     Tissue: a smooth random field plus pixel noise. Lesions: ellipses with radii
     of 1.5 to 5 pixels, a Poisson number per image, bright (+contrast) twice as

@@ -88,7 +88,8 @@ def test_targets_label_positives_the_ignore_band_and_negatives_by_iou():
     forced = set(ious.argmax(0))
     for i in range(len(anc)):
         if best[i] >= 0.5 or i in forced:
-            owner = int(ious[i].argmax()) if i not in forced else int(np.where(ious.argmax(0) == i)[0][0])
+            owner = (int(np.where(ious.argmax(0) == i)[0][0]) if i in forced
+                     else int(ious[i].argmax()))
             want = np.eye(3)[classes[owner]]
             assert box_t[i, 4] == 1.0
         elif best[i] >= 0.4:
@@ -199,7 +200,8 @@ def test_segmenter_losses_get_masks_in_their_format():
     logits = net(x)
     sparse_focal, _, cat_focal = (loss for _, loss in seg.default_losses())
     onehot = keras.utils.to_categorical(y, 3)
-    want = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=2.0, from_logits=True)(onehot, logits)
+    keras_focal = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=2.0, from_logits=True)
+    want = keras_focal(onehot, logits)
     np.testing.assert_allclose(float(sparse_focal(y, logits)), float(want), rtol=1e-5)
     assert np.isfinite(float(cat_focal(onehot, logits)))
     with pytest.raises(ValueError, match="sparse or categorical"):
