@@ -336,7 +336,7 @@ HVP_KEYS = {"mse", "huber_0.3", "hinge_auto01", "bce_logits_soft_ls", "bce_logit
             "bce_probs_ls_pw", "focal_probs_g0.5_soft", "focal_logits_soft_g0.5", "focal_logits_g2.0",
             "focal_logits_axis0", "cce_logits_soft_ls", "cce_probs", "cfocal_logits_g0.5_alpha",
             "cfocal_probs", "scce_logits_ignore", "scce_probs", "sfocal_logits_g0.5_alpha_ignore",
-            "sfocal_probs"}
+            "sfocal_probs", "stable_bce", "stable_focal_g2.0"}
 
 
 def measure(L, run, all_hvp=True):

@@ -62,6 +62,12 @@ def tf_cases():
             yy, xx = P.prepare(y, x, dtype)
             out[f"{key}/{dtype}"] = [np.asarray(a, np.float64) if a is not None else None
                                      for a in run(f, yy, xx, hvp=dtype == "float64")]
+        if np.any(x == 0.0):
+            # TensorFlow's abs'(0) = 0 makes its second derivative of the logits forms 0 at
+            # z = 0 exactly; the portable forms give the exact value there (their |z| is
+            # differentiated on the side z >= 0 they pick). Reference: TensorFlow at z = 1e-300.
+            yy, xx = P.prepare(y, np.where(x == 0.0, 1e-300, x), "float64")
+            out[f"{key}/float64"][2] = np.asarray(run(f, yy, xx, hvp=True)[2], np.float64)
         if key in P.HALF_CASES:
             for dtype in ("float16", "bfloat16"):
                 yy, xx = P.prepare(y, x, "float32")
@@ -130,6 +136,17 @@ def test_values_and_grads_equal_numpy_formula(probed, key):
     val, dx, _ = probed["cases"][f"{key}/float64"]
     close(val, value, 1e-12, f"{probed['backend']} {key}: value vs NumPy")
     close(dx, g[..., None] * dz, 1e-12, f"{probed['backend']} {key}: gradient vs NumPy")
+
+
+def test_hvp_at_zero_logits_equals_exact_second_derivative(probed):
+    # BCE from logits: d2/dz2 of mean(softplus(z) - y z) is sigmoid'(z) / N = 0.25 / N at z = 0;
+    # the HVP of sum(w * loss) in direction v is w * v * 0.25 / N there.
+    key = "stable_bce"
+    _, _, _, y, x = next(c for c in P.cases() if c[0] == key)
+    h = np.asarray(probed["cases"][f"{key}/float64"][2])
+    w, v = P.upstream((x.shape[0],), 2), P.upstream(x.shape, 3)
+    at0 = x == 0.0
+    close(h[at0], (w[:, None] * v * 0.25 / x.shape[-1])[at0], 1e-12, f"{probed['backend']} {key}")
 
 
 def test_stability_sweep_finite(probed):

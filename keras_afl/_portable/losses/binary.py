@@ -118,12 +118,20 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
 
 
 def _logit_parts(z):
-    """|z|, e = exp(-|z|), log1p(e) and the side of z as 1.0 / 0.0 (pos: z >= 0; npos = 1 - pos)."""
+    """|z|, e = exp(-|z|), log1p(e) and the side of z as 1.0 / 0.0 (pos: z >= 0; npos = 1 - pos).
+
+    |z| is z (pos - npos), not abs(z): the same number, but its derivative is the side's sign
+    also at z = 0, where the side chosen is z >= 0. abs'(0) = 0 (TensorFlow, PyTorch) would make
+    the derivative of the backward pass, the second derivative, 0 there instead of its exact
+    value (e.g. sigmoid'(0) / N for BCE) -- at zero-initialised logits, where a gradient
+    penalty starts.
+    """
     o = ops()
     pos = o.cast(z >= 0.0, dtype_of(z))
-    a = o.abs(z)
+    npos = 1.0 - pos
+    a = z * (pos - npos)
     e = o.exp(-a)
-    return a, e, o.log1p(e), pos, 1.0 - pos
+    return a, e, o.log1p(e), pos, npos
 
 
 def _bce_logits(settings, z, y, w=None):
@@ -217,8 +225,14 @@ def _focal_logits(settings, z, y):
     def grad(g):
         d = (pos - npos) * (r * u - s * v)
         if gamma != 0.0:  # + gamma (1 - 2y) (p q / m) CE
-            tiny = o.scalar(float(np.finfo(dtype_of(z)).tiny), z)
-            d = d + (gamma * (ny - y)) * (r * s / o.maximum(m, tiny)) * ce
+            # p q / m = r s / (u r + v s) = 1 / (u (1 + exp|z|) + v (1 + e)): no division by m,
+            # which underflows (TensorFlow's r s / max(m, tiny) has the same value wherever the
+            # term counts, f = alpha_t m**gamma / N being 0 where m is), and a denominator >= 1
+            # whose square does not underflow, so that JAX's derivative of the division, which
+            # squares it, stays finite (second derivatives for |z| up to 1e4).
+            big = o.scalar(float(np.log(np.finfo(dtype_of(z)).max)) - 2.0, z)
+            ratio = 1.0 / (u * (1.0 + o.exp(o.minimum(a, big))) + v * (1.0 + e))
+            d = d + (gamma * (ny - y)) * ratio * ce
         return g[..., None] * f * d
 
     return loss, grad
