@@ -456,6 +456,10 @@ def shortcut(L, A, tensor, backend):
 
             (grad,) = torch.autograd.grad(torch.sum(loss * torch.tensor([1.0, 0.5])), z)
         out[key] = [as_list(p), as_list(loss), as_list(grad)]
+    # A Loss class in float32 given a float16 sigmoid output (mixed precision): the class casts
+    # y_pred itself and carries the logits across (PyTorch).
+    p = keras.activations.sigmoid(tensor(SHORTCUT_Z, "float16"))
+    out["FocalLoss_float16_sigmoid"] = [as_list(p), as_list(L.FocalLoss()(tensor(SHORTCUT_Y), p)), None]
     return out
 
 

@@ -258,6 +258,15 @@ def test_logits_shortcut_on_torch_and_probabilities_as_given_on_jax(probed):
                 assert grad is None
 
 
+def test_loss_class_keeps_the_shortcut_across_its_float32_cast(probed):
+    p, loss, _ = probed["shortcut"]["FocalLoss_float16_sigmoid"]
+    if probed["backend"] == "torch":  # the loss of the float16 logits, computed in float32
+        want = L.FocalLoss(from_logits=True)(P.SHORTCUT_Y, tf.constant(P.SHORTCUT_Z, tf.float16))
+    else:  # the probabilities as given
+        want = L.FocalLoss()(P.SHORTCUT_Y, tf.constant(np.asarray(p, np.float16)))
+    close(loss, want.numpy(), 1e-5, f"{probed['backend']} FocalLoss of a float16 sigmoid output")
+
+
 def test_bad_labels_under_jax_jit_give_nan_for_their_samples_only(probed):
     if probed["backend"] != "jax":
         pytest.skip("jax.jit only")

@@ -45,15 +45,16 @@ def _set(y, name, value):
 
 
 def _reproduces(y, logits, activation, axis):
-    """Whether activation(logits) equals y to a few ulp."""
+    """Whether activation(logits) equals y to a few ulp (of y's dtype)."""
     o = ops()
+    name = o.dtype_name(y)
     if logits.dtype != y.dtype:
-        logits = o.cast(logits, o.dtype_name(y))
+        logits = o.cast(logits, name)
     made = o.sigmoid(logits) if activation == "sigmoid" else o.softmax(logits, axis=axis)
     a = np.asarray(o.to_numpy(made), np.float64)
     b = np.asarray(o.to_numpy(y), np.float64)
-    info = np.finfo(np.float32 if o.dtype_name(y) == "bfloat16" else o.to_numpy(y).dtype)
-    eps = 2.0**-7 if o.dtype_name(y) == "bfloat16" else float(info.eps)
+    info = np.finfo(np.float32 if name == "bfloat16" else name)
+    eps = 2.0**-7 if name == "bfloat16" else float(info.eps)
     return bool(np.all(np.abs(a - b) <= 8.0 * eps * np.abs(b) + float(info.tiny)))
 
 
