@@ -54,10 +54,8 @@ class LabelRule(NamedTuple):
     def nan_factor(self, y):
         """Per sample (y's last axis reduced): NaN where a label is bad, else 1."""
         o = ops()
-        dtype = "float32" if o.dtype_name(y) in ("float16", "bfloat16") else (
-            o.dtype_name(y) if o.dtype_name(y).startswith("float") else "float32")
-        bad = o.max(o.cast(~self._ok(y), dtype), axis=-1) > 0
-        return _nan_where(bad, dtype)
+        bad = o.max(o.cast(~self._ok(y), "float32"), axis=-1) > 0
+        return _nan_where(bad, "float32")
 
 
 class ClassIdRule(NamedTuple):

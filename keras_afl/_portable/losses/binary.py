@@ -11,7 +11,7 @@ from keras_afl._grad_utils import check_number
 from keras_afl._portable.losses._base import Loss
 from keras_afl._portable.losses._checks import LabelRule
 from keras_afl._portable.losses._core import (
-    SPLIT, check_axis, check_bool, check_weights, class_mean, class_sum, custom_loss, dense_pair,
+    check_axis, check_bool, check_weights, class_mean, class_sum, custom_loss, dense_pair,
     dtype_of, float_input, focal_factor, inv_size, labels, per_class, public_loss,
     reduced_axis_last, register, select, tuple_or_value,
 )
