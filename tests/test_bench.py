@@ -286,8 +286,12 @@ def test_crossover_table_minimises_the_summed_ratio():
     rows += [_row("hinge", "graph", n, 1.0, 0.9, 1.0) for n in sizes]  # always wins
     # wins only at 2^12: its loss at 2^14 and 2^16 outweighs it, so never
     rows += [_row("hinge", "xla", n, 1.0, 0.9 if n == 2**12 else 1.2, 1.0) for n in sizes]
-    table = sweep.crossover_table(rows)
+    table = sweep.crossover_table(rows, floor=None)
     assert table == {"_mse": {"graph": 14, "xla": None}, "_hinge": {"graph": 10, "xla": None}}
+    # within 5 % (summed log) of the best, the larger threshold; a floor per mode
+    near = [_row("huber", "graph", n, 1.0, 0.99, 1.0) for n in sizes]
+    assert sweep.crossover_table(near, floor=None) == {"_huber": {"graph": None}}
+    assert sweep.crossover_table(rows, floor={"graph": 16})["_hinge"] == {"graph": 16, "xla": None}
     source = sweep.crossover_source(table)
     assert '"_mse": {"graph": 14, "xla": None},' in source
     assert '"_hinge": {"graph": 10, "xla": None},' in source

@@ -203,7 +203,9 @@ def bench_classifier(modes, repeats, quick, progress=None):
                 pair = (_classifier_train_function(name, output, batch, xla),
                         _classifier_train_function(keras_loss(), output, batch, xla))
                 steps = 2 if quick else max(5, 2560 // batch)
-                row = _training_row(name, batch, "classifier_steps", _steps(pair, steps, repeats),
+                # 3x the blocks of the other training rows: a step is 1-10 ms, noisy on a shared machine
+                row = _training_row(name, batch, "classifier_steps",
+                                    _steps(pair, steps, repeats if quick else 3 * repeats),
                                     f"784 -> 3 x Dense(256, relu) -> Dense(10, {output}); batch {batch}; "
                                     f"{name} vs Keras's {type(keras_loss()).__name__}")
                 row.group, row.mode = "classifier", mode
@@ -216,7 +218,7 @@ def bench_classifier(modes, repeats, quick, progress=None):
                 progress.step(f"classifier memory {name} {mode} batch {batches[-1]}")
             args = ("classifier", name, mode, batches[-1], 2 if quick else 5)
             rows += _memory_rows({f"classifier_{name}": (args, f"the classifier with {name}, {mode}")},
-                                 1 if quick else 2, "classifier_memory", mode)
+                                 1, "classifier_memory", mode)  # peak RSS repeats to ~1 MiB
             if progress:
                 progress.advance()
     return rows

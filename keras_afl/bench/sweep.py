@@ -32,6 +32,12 @@ from keras_afl.losses import _crossover
 SWEEP_SIZES = tuple(range(10, 25, 2))  # log2 of the number of elements
 SWEEP_REPEATS = 5  # timed calls per case at 2^22 and up; more below (`sweep_repeats`)
 LARGE_GRAPH = 2**20  # from here up, graph mode's target is 0.5x Keras
+# In graph mode the first compiled loss loads XLA's compiler into a process that may compile
+# nothing else (measured: +70 MiB peak RSS, the classifier at batch 512 with afl_bce, 826 MiB
+# against 755 without the compiled path) and each new shape costs a compile; below 2^16 elements
+# the compiled path's measured gain is a few hundredths of a millisecond. Under XLA, where
+# the kernels are inlined into the program being compiled anyway, there is no floor.
+GRAPH_FLOOR = {"graph": 16}
 
 # bench case -> the loss body it runs (the key of `_crossover.CROSSOVER`)
 BODIES = {
@@ -131,7 +137,7 @@ def _median(xs):
     return statistics.median(xs)
 
 
-def crossover_table(rows, tolerance=math.log(1.05)):
+def crossover_table(rows, tolerance=math.log(1.05), floor=GRAPH_FLOOR):
     """body -> {mode: log2 threshold or None (never)} from sweep loss rows (dicts).
 
     Per loss and mode, the candidate thresholds are the sizes swept and "never"; the cost of one
@@ -139,7 +145,8 @@ def crossover_table(rows, tolerance=math.log(1.05)):
     Keras's (a geometric mean: one noisy spike on a shared machine weighs less than in a sum of
     ratios). The one chosen is the largest whose cost is within `tolerance` (log 1.05: 5 % in
     all) of the least: the plain path needs no compile, costs no compile time or memory, and a
-    smaller gain is within this machine's noise.
+    smaller gain is within this machine's noise. `floor` (mode -> log2) is the smallest
+    threshold allowed per mode (see GRAPH_FLOOR).
     """
     by = {}
     for r in rows:
@@ -148,7 +155,7 @@ def crossover_table(rows, tolerance=math.log(1.05)):
     table = {}
     for (case, mode), rs in by.items():
         sizes = sorted({r["size"] for r in rs})
-        candidates = [*sizes, None]
+        candidates = [n for n in sizes if log2(n) >= (floor or {}).get(mode, 0)] + [None]
 
         def cost(threshold):
             total = 0.0
