@@ -1,7 +1,7 @@
 """Speed on Keras's other backends (issue 13): keras_afl on JAX and PyTorch against each backend's
 own activations and Keras's built-in losses, in the same process, round-robin.
 
-What is timed, per case and size, as the median of `repeats` samples after warm-up:
+What is timed, per case and size, as the median of single calls after warm-up:
 
 - activations, forward + backward (the output and the gradient with respect to x -- and alpha,
   for PReLU -- for a random upstream gradient): on JAX one `jax.jit` program of `jax.vjp`, ours
@@ -13,10 +13,11 @@ What is timed, per case and size, as the median of `repeats` samples after warm-
   then its categorical focal loss): on JAX under `jax.jit` (`jax.value_and_grad`), on PyTorch
   eagerly as Keras trains there (`torch.autograd.grad`).
 
-Each sample times a block of calls (as many as fill about `SAMPLE_S`, the same count for ours
-and the reference), each call waited for (`block_until_ready` on JAX; a device sync on a GPU);
-ours and the reference alternate inside every round, the order flipping each round, so that a
-busy shared machine slows both alike. Ratios are ours / reference (below 1: faster), measured
+Every call is timed on its own and waited for (`block_until_ready` on JAX; a device sync on a
+GPU), and the median is over single calls: `repeats` rounds, in each a block of calls of ours
+then of the reference (as many as fill about `SAMPLE_S`, the same count for both), the order
+flipping each round, so that a busy shared machine slows both alike and a few preempted calls
+do not move the medians. Ratios are ours / reference (below 1: faster), measured
 in the same run; the targets (`TARGETS`) are reported, never asserted.
 
 Run with `keras-afl --backend jax bench` or `keras-afl --backend torch bench` (the command hands
@@ -40,7 +41,9 @@ DEFAULT_SIZES = (16, 20)  # log2 of the number of elements
 QUICK_SIZES = (10,)
 DEFAULT_REPEATS = 15
 QUICK_REPEATS = 3
-SAMPLE_S = 0.004  # each timed sample runs a block of calls lasting about this long
+SAMPLE_S = 0.004  # each round runs a block of calls of each step lasting about this long
+WARMUP_S = 0.3  # warm-up per case (compilation, thread pools, caches): the first case on
+                # PyTorch ran 100x slow without it
 CLASSES = 16  # the last axis of every loss input (as the TensorFlow harness)
 ROW = 1024  # the last axis of the activation inputs (rows of up to 1024 elements)
 
@@ -265,30 +268,38 @@ def _torch_loss_step(loss, y_true, y_pred):
 # --------------------------------------------------------------------------- timing
 
 def _block_size(steps, target_s=SAMPLE_S):
-    """Calls per sample: enough for the slower step to take about `target_s`."""
+    """Calls per round: enough for the slower step to take about `target_s`."""
     slowest = 0.0
     for step in steps:
         t0 = time.perf_counter()
         step()
         slowest = max(slowest, time.perf_counter() - t0)
-    return max(1, min(1000, int(target_s / max(slowest, 1e-7))))
+    return max(1, min(200, int(target_s / max(slowest, 1e-7))))
 
 
-def time_round_robin(steps, repeats, warmup=3):
-    """Per step, the median and interquartile range (ms per call) of `repeats` samples, the steps
-    alternating inside each round, the order reversed every other round."""
-    for _ in range(warmup):
-        for step in steps:
-            step()
+def time_round_robin(steps, repeats, warmup=3, warmup_s=WARMUP_S):
+    """Per step, the median and interquartile range (ms) of its calls: `repeats` rounds, each a
+    block of calls of every step in turn (the order reversed every other round), each call timed
+    on its own -- a median of single calls, so that a few calls preempted on a busy machine
+    (tens of ms on a shared two-core machine) do not move it."""
+    t0 = time.perf_counter()  # at least `warmup` calls each, and at least `warmup_s` in all
+    while True:
+        for _ in range(warmup):
+            for step in steps:
+                step()
+        if time.perf_counter() - t0 >= warmup_s:
+            break
     block = _block_size(steps)
     samples = [[] for _ in steps]
     order = list(range(len(steps)))
+    clock = time.perf_counter
     for r in range(repeats):
         for i in (order if r % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
+            step, out = steps[i], samples[i]
             for _ in range(block):
-                steps[i]()
-            samples[i].append((time.perf_counter() - t0) / block * 1e3)
+                t0 = clock()
+                step()
+                out.append((clock() - t0) * 1e3)
     return [(statistics.median(s), iqr(s)) for s in samples], block
 
 
@@ -307,7 +318,7 @@ def _row(backend, kind, name, size, dtype, ref_name, timed, block):
     ratio = ours / ref
     return {"backend": backend, "kind": kind, "name": name, "log2_size": size, "dtype": dtype,
             "reference": ref_name, "ours_ms": ours, "reference_ms": ref, "ratio": ratio,
-            "ours_iqr_ms": ours_iqr, "reference_iqr_ms": ref_iqr, "calls_per_sample": block,
+            "ours_iqr_ms": ours_iqr, "reference_iqr_ms": ref_iqr, "calls_per_round": block,
             "max_ratio": target, "target": f"<= {target}x {what}", "met": ratio <= target}
 
 
@@ -443,7 +454,7 @@ def markdown(results, notes=""):
     lines = ["# keras_afl on JAX and PyTorch: speed against each backend's own functions",
              "", "Generated by `keras-afl --backend jax bench --output benchmarks` and "
              "`keras-afl --backend torch bench --output benchmarks` (`keras_afl.bench.backends`). "
-             "Medians of interleaved samples (ms per call); ratio = ours / reference, below 1 is "
+             "Medians of single, interleaved calls (ms); ratio = ours / reference, below 1 is "
              "faster. Activations: forward + backward; losses: value + gradient with respect to "
              "y_pred, mean reduction. Targets are reported, not asserted.", ""]
     for backend in BACKENDS:
@@ -452,7 +463,7 @@ def markdown(results, notes=""):
         r = results[backend]
         v = ", ".join(f"{k} {val}" for k, val in r["versions"].items())
         lines += [f"## {backend}", "",
-                  f"{r['device']}; {r['machine']}; {r['dtype']}; {r['repeats']} samples per case; "
+                  f"{r['device']}; {r['machine']}; {r['dtype']}; {r['repeats']} rounds per case; "
                   f"load average {r['load_before']} before, {r['load_after']} after; "
                   f"{r['duration_s']:.0f} s. {v}." + (" **Quick run: the numbers mean little.**"
                                                       if r.get("quick") else ""), ""]
