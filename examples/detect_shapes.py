@@ -29,6 +29,7 @@ import contextlib
 import io
 import json
 import os
+import textwrap
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -294,7 +295,7 @@ def plot(path, x, true_boxes, detections, *, images=4, threshold=0.3):
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(textwrap.fill(name, 30), fontsize=9)
             shown = ([(b, 1.0, c) for b, c in zip(*true_boxes[i])] if name == "truth"
                      else [d for d in zip(*detections[name][i]) if d[1] >= threshold])
             for b, s, c in shown:

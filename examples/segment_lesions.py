@@ -20,6 +20,7 @@ reports per-class IoU and Dice on a held-out split:
 import argparse
 import json
 import os
+import textwrap
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -159,7 +160,7 @@ def plot(path, x, y, predictions, *, images=4):
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=7)
+                ax.set_title(textwrap.fill(name, 30), fontsize=7)
     fig.suptitle("held-out images: gold = bright lesion, blue = dark lesion", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
