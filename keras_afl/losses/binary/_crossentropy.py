@@ -1,187 +1,22 @@
-"""Binary losses: hinge, binary cross-entropy and binary focal loss (one output per label)."""
+"""Binary cross-entropy and binary focal loss (one output per label): functions, derivatives and
+Loss classes, with ignored entries (`ignore_class`) and normalisation by positives (`normalize`)."""
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from keras_afl import _keras_compat
-from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl._grad_utils import check_number
 from keras_afl.losses import _positives
-from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
-    _SPLIT, _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss,
-    _dense_pair, _done, _public_loss, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
+    _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair,
+    _done, _public_loss, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
     _reduced_axis_last, _register, _select,
 )
-
-_LABEL_FORMATS = ("auto", "binary", "signed")
-
-
-def _unit_labels(fn_name, ignore=None):
-    """The label rule of BCE and the binary focal loss: labels in [0, 1] (`_checks`), or the
-    loss's `ignore_class`."""
-    return LabelRule(
-        fn_name, 0.0, 1.0, "labels in [0, 1] (the probability of the positive class)",
-        "map the labels into [0, 1] first, e.g. (y + 1) / 2 for -1/+1 labels, and mark entries "
-        "to leave out with ignore_class; class ids of more than two classes need a categorical "
-        "or sparse categorical loss", None if ignore is None else float(ignore))
-
-
-def _entry_scale(y0, x, ignore, total):
-    """(labels with ignored entries set to 0, the weight of each entry in its row's value).
-
-    The weight is 1/N (the mean over the axis), or 1 with `total` (the sum, for the
-    normalisation by positives); with `ignore`, 0 for an ignored entry and, for the mean,
-    1/max(1, entries kept) for the others. Only called with `ignore` or `total` set: the
-    default path keeps its own expressions.
-    """
-    if ignore is None:
-        return y0, tf.ones([], x.dtype)
-    keep = tf.cast(tf.not_equal(y0, ignore), x.dtype)
-    y0 = y0 * keep  # an ignored label reads as 0, so no formula sees it (no NaN to mask)
-    if total:
-        return y0, keep
-    return y0, keep / tf.maximum(_class_sum(keep), 1.0)
-
-
-def _finish_binary(loss, y, x, ignore, total):
-    """The row losses with, for `ignore`, a Keras mask leaving out rows with every entry
-    ignored (so that Keras's mean counts the others only), and with `total` the number of
-    positive (label > 0), non-ignored entries of each row, for the normalisation."""
-    yc = None
-    if ignore is not None or total:
-        yc = tf.cast(y, x.dtype) if y.dtype != x.dtype else y
-    keep = None if ignore is None else tf.not_equal(yc, ignore)
-    if keep is not None:
-        _keras_compat.set_keras_mask(loss, tf.reduce_any(keep, -1))
-    if not total:
-        return loss, None
-    positive = yc > 0.0 if keep is None else (yc > 0.0) & keep
-    return loss, tf.reduce_sum(tf.cast(positive, x.dtype), -1)
-
-
-_HINGE_RULES = {  # "auto" takes any labels
-    "binary": LabelRule("hinge", 0.0, 1.0, "labels in [0, 1] with label_format binary",
-                        "for -1/+1 labels pass label_format signed (or auto, decided per batch)"),
-    "signed": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] with label_format signed",
-                        "for 0/1 labels pass label_format binary (or auto, decided per batch)"),
-}
-
-
-def _tiny(dtype):
-    return np.finfo(dtype.as_numpy_dtype).tiny
-
-
-def _clip_pair(p, eps):
-    """Clipped p (in [eps, 1 - eps]) and 1 - (clipped p), Keras's formula to the bit.
-
-    1 - eps rounds in the dtype (0.99999988 in float32), so at p = 1 the complement is
-    1.19e-7 in float32, not eps: Keras's loss there is -log(1.19e-7) = 15.94, not 16.12.
-    Half precision is computed in float32, where the complement stays > 0.
-    """
-    cp = tf.clip_by_value(p, eps, 1.0 - eps)
-    return cp, 1.0 - cp
-
-
-def _smooth_binary(y, ls):
-    return y * (1.0 - ls) + 0.5 * ls if ls else y
-
-
-# --------------------------------------------------------------------------
-# Hinge.
-
-
-@_register
-@_public_loss
-def hinge(y_true, y_pred, label_format="auto"):
-    """Hinge loss for binary classifiers with a margin (SVM-style).
-
-    `y_pred` is a raw score (no sigmoid); the loss is zero once the score has
-    the label's sign with a margin of 1.
-
-    Labels. With `label_format="signed"`, labels are -1 / +1 and used as is;
-    with `"binary"`, labels are 0 / 1 and mapped to t = 2 * y - 1. With
-    `"auto"` (default, Keras's rule), a batch whose labels are all 0 or 1 is
-    taken as binary and mapped, any other batch is used as is. The two
-    formats overlap only in the label 1, which maps to 1 either way, so
-    `"auto"` tells them apart correctly for any batch of valid labels; state
-    the format to skip the check (and to refuse nothing silently: with
-    `"auto"`, a batch mixing -1, 0 and 1 is used as is).
-
-    Formula:
-        loss = mean(max(0, 1 - t * y_pred), axis=-1)
-
-    Gradient:
-        dloss/dy_pred = -t / N  if t * y_pred <= 1  else 0
-        (at the hinge point t * y_pred = 1 the gradient is -t / N, as Keras)
-
-    Args:
-        y_true: Labels, same shape as `y_pred`.
-        y_pred: Scores, floating point.
-        label_format: `"auto"`, `"binary"` (0 / 1) or `"signed"` (-1 / +1).
-
-    Returns:
-        Tensor of shape `y_pred.shape[:-1]`, dtype of `y_pred`.
-
-    Example:
-    >>> import keras_afl
-    >>> loss = keras_afl.losses.hinge([[0.0, 1.0]], [[0.5, 0.5]])
-    >>> print(round(float(loss[0]), 4))  # t = (-1, 1): (1.5 + 0.5) / 2
-    1.0
-    """
-    if label_format not in _LABEL_FORMATS:
-        raise ValueError(
-            f"`label_format` must be one of {_LABEL_FORMATS}; received {label_format!r}."
-        )
-    y_pred = as_float_tensor(y_pred, "y_pred")
-    y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
-    dtype = y_pred.dtype
-    return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true,
-                              rule=_HINGE_RULES.get(label_format)), dtype)
-
-
-def _hinge(settings, x, y, b=None):
-    (label_format,) = settings
-    y = _labels(y, x)
-    if label_format == "signed":
-        t = y
-    elif label_format == "binary":
-        t = 2.0 * y - 1.0
-    else:
-        # "auto": b = 1 for a batch of 0/1 labels, else 0, decided on the labels in the
-        # computation dtype; y (1 + b) - b is 2y - 1 for b = 1 and y itself (exactly) for b = 0.
-        if b is None:
-            b = tf.cast(tf.reduce_all((y == 0.0) | (y == 1.0)), x.dtype)
-        t = y * (1.0 + b) - b
-    m = 1.0 - t * x
-    loss = _class_mean(_flag_labels(tf.nn.relu(m), y))
-
-    def grad(g):
-        return (g * -_inv_size(x))[..., None] * t * tf.cast(m >= 0.0, m.dtype)
-
-    return loss, grad
-
-
-def _hinge_forward(settings, x, y):
-    """The compiled forward: with "auto", both readings of the labels in the same pass as
-    the batch's 0/1 test (no pass of its own), and b saved for the backward."""
-    if settings[0] != "auto":
-        return _hinge(settings, x, y)[0], ()
-    y = _labels(y, x)
-    b = tf.reduce_all((y == 0.0) | (y == 1.0))
-    as_binary = _class_mean(tf.nn.relu(1.0 - (y * 2.0 - 1.0) * x))
-    as_signed = _class_mean(tf.nn.relu(1.0 - y * x))
-    return tf.where(b, as_binary, as_signed), (tf.cast(b, x.dtype),)
-
-
-def _hinge_backward(settings, g, saved, x, y):
-    return _hinge(settings, x, y, *saved)[1](g)
-
-
-_SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
+from keras_afl.losses.binary._common import (
+    _clip_pair, _entry_scale, _finish_binary, _logit_parts, _smooth_binary, _tiny, _unit_labels,
+)
 
 
 # --------------------------------------------------------------------------
@@ -262,21 +97,6 @@ def _bce(y_true, y_pred, from_logits, label_smoothing, pos_weight, axis, ignore_
                             *weights, rule=rule)
     loss, positives = _finish_binary(loss, y, x, ignore, total)
     return loss, dtype, positives
-
-
-def _logit_parts(z):
-    """The pieces both label sides are built from without cancellation (NUMERICS.md):
-    |z|, e = exp(-|z|), log1p(e) and the side of z as 1.0 / 0.0 (pos: z >= 0; npos = 1 - pos),
-    so that softplus(z) = pos |z| + log1p(e), softplus(-z) = npos |z| + log1p(e),
-    sigmoid(|z|) = 1 / (1 + e) and sigmoid(-|z|) = e / (1 + e).
-
-    Sides are picked by products with pos / npos (exact), which XLA's CPU backend
-    vectorises; a tf.where in these kernels measured up to 1.5x slower.
-    """
-    pos = tf.cast(z >= 0.0, z.dtype)
-    a = tf.abs(z)
-    e = tf.exp(-a)
-    return a, e, tf.math.log1p(e), pos, 1.0 - pos
 
 
 def _bce_logits(settings, z, y, w=None):
@@ -498,34 +318,6 @@ def _focal_probabilities(settings, p, y):
 
 # --------------------------------------------------------------------------
 # The Loss classes.
-
-
-@_register
-class Hinge(_Loss):
-    """Hinge loss. See `keras_afl.losses.hinge` (labels 0/1 or -1/+1, `label_format`).
-
-    Args:
-        label_format: `"auto"`, `"binary"` (0 / 1) or `"signed"` (-1 / +1).
-        reduction, name, dtype: As `keras.losses.Loss`.
-
-    Example:
-    >>> import keras_afl
-    >>> print(round(float(keras_afl.losses.Hinge()([[0.0, 1.0]], [[0.5, 0.5]])), 4))
-    1.0
-    """
-
-    _fn = staticmethod(hinge)
-
-    def __init__(self, label_format="auto", reduction="sum_over_batch_size", name="hinge", dtype=None):
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        if label_format not in _LABEL_FORMATS:
-            raise ValueError(
-                f"`label_format` must be one of {_LABEL_FORMATS}; received {label_format!r}."
-            )
-        self.label_format = label_format
-
-    def _settings(self):
-        return {"label_format": self.label_format}
 
 
 @_register
