@@ -33,10 +33,16 @@ from keras_afl.cli import check as cli_check, plot as cli_plot
 tmp = sys.argv[1]
 report = {"backend": keras.backend.backend()}
 
+import time
+report["seconds"] = {}
+
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
+    t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
+    key = " ".join(argv[:2])
+    report["seconds"][key] = report["seconds"].get(key, 0) + round(time.perf_counter() - t0, 1)
     return rc, out.getvalue(), err.getvalue()
 
 rc, out, _ = run(["list", "--json"])

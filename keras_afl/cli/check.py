@@ -322,8 +322,8 @@ def check_case(case, dtype, seed=0):
 
     y_d = case.fn(const_d, *inputs_d)
     upstream = rng.normal(size=tuple(y_d.shape))
-    _, analytic = AD.vjp(lambda *xs: case.fn(const_d, *xs), inputs_d, upstream)
-    _, plain = AD.vjp(lambda *xs: case.ref(const_r, *xs), inputs_r, upstream)
+    _, analytic = AD.vjp(case.fn, inputs_d, upstream, args=(const_d,))
+    _, plain = AD.vjp(case.ref, inputs_r, upstream, args=(const_r,))
     numeric = AD.central_differences(case.fn, rounded, upstream, args=(const_r,))
 
     err_num = max(_err(a, n) for a, n in zip(analytic, numeric))
@@ -333,7 +333,7 @@ def check_case(case, dtype, seed=0):
     for c, xs in case.extremes(dtype):
         c_d = AD.tensor(c, dtype)
         xs_d = [AD.tensor(v, dtype) for v in xs]
-        y, gs = AD.vjp(lambda *v: case.fn(c_d, *v), xs_d)
+        y, gs = AD.vjp(case.fn, xs_d, args=(c_d,))
         finite &= bool(np.all(np.isfinite(AD.to_numpy(y))))
         finite &= all(g is not None and bool(np.all(np.isfinite(g))) for g in gs)
 

@@ -125,7 +125,8 @@ def _loss_and_grad(loss, y_true, p, build):
     from keras import ops
 
     # per-sample values, before reduction
-    values, (grad,) = AD.vjp(lambda q: ops.reshape(loss.call(y_true, build(q)), (-1,)), [p])
+    values, (grad,) = AD.vjp(lambda t, q: ops.reshape(loss.call(t, build(q)), (-1,)), [p],
+                             args=(y_true,))
     return AD.to_numpy(p).reshape(-1), AD.to_numpy(values), grad.reshape(-1)
 
 
