@@ -179,8 +179,8 @@ def sweep_sections(result):
              for f in ("activations", "regression", "binary", "categorical", "sparse", "crossover")]
     return ["## Size sweep", "",
             f"Sizes 2^{', 2^'.join(map(str, s['sweep_sizes_log2']))} elements; "
-            f"{s['sweep_repeats']} timed repeats per case at 2^22 and up, 2x at 2^20, 4x at 2^18, 8x "
-            "below; medians. Losses: keras_afl's plain path, its compiled path and Keras's loss "
+            f"{s['sweep_repeats']} timed repeats per loss case at 2^22 and up, 2x at 2^20, 4x at 2^18, "
+            f"8x below (activations: {sweep.ACTIVATION_FACTOR}x those); medians. Losses: keras_afl's plain path, its compiled path and Keras's loss "
             "called round robin; \"ours\" is the path keras_afl takes at that size (a \"c\" after "
             "the ratio: the compiled one), bold: a missed target.", "",
             *lines, "", *plots, "",

@@ -30,7 +30,8 @@ from keras_afl.bench.timing import activation_step, log2, loss_step, round_robin
 from keras_afl.losses import _crossover
 
 SWEEP_SIZES = tuple(range(10, 25, 2))  # log2 of the number of elements
-SWEEP_REPEATS = 5  # timed calls per case at 2^22 and up; more below (`sweep_repeats`)
+SWEEP_REPEATS = 3  # timed calls per loss case at 2^22 and up; more below (`sweep_repeats`)
+ACTIVATION_FACTOR = 3  # activations: this many times the losses' repeats (cheap calls, no big compiles)
 LARGE_GRAPH = 2**20  # from here up, graph mode's target is 0.5x Keras
 # In graph mode the first compiled loss loads XLA's compiler into a process that may compile
 # nothing else (measured: +70 MiB peak RSS, the classifier at batch 512 with afl_bce, 826 MiB
@@ -77,16 +78,19 @@ def _traced(path, loss, xla, y, z):
 
 
 def bench_sweep_losses(sizes, dtypes, modes, repeats, names=None, progress=None):
-    rows = []
+    rows, inputs = [], {}
     for name in names or LOSSES:
         for dtype in dtypes:
             dt = tf.as_dtype(dtype)
-            for mode in modes:
-                for size in sizes:
+            for size in sizes:
+                for mode in modes:
                     if progress:
                         progress.step(f"sweep loss {name} {dtype} {mode} 2^{log2(size)}")
                     ours, ref = loss_cases()[name]
-                    y, z = loss_inputs(ours, size, dt)
+                    if (name, dtype, size) not in inputs:  # the same inputs in both modes
+                        inputs.clear()
+                        inputs[(name, dtype, size)] = loss_inputs(ours, size, dt)
+                    y, z = inputs[(name, dtype, size)]
                     xla = mode == "xla"
                     fns = [_traced("plain", ours, xla, y, z),
                            _traced("compiled", loss_cases()[name][0], xla, y, z), loss_step(ref, xla)]
@@ -113,15 +117,15 @@ def bench_sweep_activations(sizes, dtypes, modes, repeats, names=None, progress=
         with_alpha = name == "prelu"
         for dtype in dtypes:
             dt = tf.as_dtype(dtype)
-            for mode in modes:
-                for size in sizes:
+            for size in sizes:
+                x, g, alpha = activation_inputs(size, dt)
+                for mode in modes:
                     if progress:
                         progress.step(f"sweep activation {name} {dtype} {mode} 2^{log2(size)}")
-                    x, g, alpha = activation_inputs(size, dt)
                     args = (x, g, alpha) if with_alpha else (x, g)
                     xla = mode == "xla"
                     fns = [activation_step(ours, xla, with_alpha), activation_step(ref, xla, with_alpha)]
-                    samples = round_robin(fns, args, sweep_repeats(repeats, size),
+                    samples = round_robin(fns, args, sweep_repeats(ACTIVATION_FACTOR * repeats, size),
                                           warmup=1 if size >= 2**22 else 2)
                     rows.append(timed_row("sweep_activation", name, mode, dtype, size, "sweep_activation",
                                           samples))
