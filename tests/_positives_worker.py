@@ -96,7 +96,8 @@ def replica_counts(kind):
 
 def mirrored(out):
     cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.set_logical_device_configuration(cpus[0],
+                                               [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -171,6 +171,30 @@ class TestIgnoreClass:
                      with_mask(p, model_mask & ~void), sample_weight=sw)
         np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-9, atol=1e-12)
 
+    @pytest.mark.parametrize("kind", ["bce", "focal"])
+    @pytest.mark.parametrize("mode", ["graph", "xla"])
+    def test_weights_and_masks_in_graph_and_xla_equal_eager(self, kind, mode):
+        r = _rng(41)
+        y = (r.uniform(size=(3, 6, 4)) < 0.3).astype("float32")
+        y[r.uniform(size=y.shape) < 0.2] = 255
+        y[1, 2] = 255  # a row with every entry ignored
+        z = tf.constant(r.normal(size=y.shape).astype("float32"))
+        sw = tf.constant(r.uniform(0.2, 2.0, size=(3, 6)).astype("float32"))
+        mask = tf.constant(r.uniform(size=(3, 6)) < 0.8)
+        loss = ours(kind, ignore_class=255)
+
+        def fn(v):
+            v = tf.identity(v)
+            v._keras_mask = mask
+            return loss(tf.constant(y), v, sample_weight=sw)
+
+        run = tf.function(fn, jit_compile=mode == "xla")
+        got, (g,) = grads(run, z)
+        ref, (g_ref,) = grads(fn, z)
+        np.testing.assert_allclose(float(got), float(ref), rtol=1e-6)
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-9)
+        np.testing.assert_array_equal(g.numpy()[y == 255], 0.0)
+
     @pytest.mark.parametrize("value", [0, 1, 0.5, 1.0, float("nan")])
     def test_ignore_label_that_is_a_label_raises_at_construction(self, value):
         for make in (lambda: L.FocalLoss(ignore_class=value),
@@ -221,14 +245,17 @@ def np_normalized(per_sample, positives, normalize, sample_weight=None):
 class TestNormalizeBinary:
     @pytest.mark.parametrize("kind", ["bce", "focal"])
     @pytest.mark.parametrize("normalize", ["positives", "positives_per_image"])
-    @pytest.mark.parametrize("weighted", [False, True])
+    @pytest.mark.parametrize("weighted", ["none", "per_anchor", "per_image"])
     def test_value_is_the_sum_over_the_positive_count(self, kind, normalize, weighted):
         y, z, state = detection_batch(seed=5)
         keep = y != -1
         per = (np_binary_entries(np.where(keep, y, 0.0), z, kind) * keep).sum(-1)
         positives = ((y > 0) & keep).sum(-1)
-        sw = _rng(6).uniform(0.5, 2.0, size=per.shape) if weighted else None
-        expected = np_normalized(per, positives, normalize, sw)
+        sw = {"none": None, "per_anchor": _rng(6).uniform(0.5, 2.0, size=per.shape),
+              "per_image": _rng(6).uniform(0.5, 2.0, size=per.shape[:1])}[weighted]
+        # One weight per image weights each of its anchors.
+        w = None if sw is None else sw.reshape(sw.shape + (1,) * (per.ndim - sw.ndim))
+        expected = np_normalized(per, positives, normalize, w)
         loss = ours(kind, ignore_class=-1, normalize=normalize, **F64)
         got = loss(tf.constant(y), tf.constant(z), sample_weight=sw)
         np.testing.assert_allclose(float(got), expected, rtol=1e-12)
@@ -250,7 +277,8 @@ class TestNormalizeBinary:
 
         loss = ours(kind, ignore_class=-1, normalize=normalize, **F64)
         fn = lambda v: loss(tf.constant(y), v)  # noqa: E731
-        run = {"eager": fn, "graph": tf.function(fn), "xla": tf.function(fn, jit_compile=True)}[mode]
+        run = {"eager": fn, "graph": tf.function(fn),
+               "xla": tf.function(fn, jit_compile=True)}[mode]
         got, (g,) = grads(run, tf.constant(z))
         ref, (g_ref,) = grads(plain, tf.constant(z))
         np.testing.assert_allclose(float(got), float(ref), rtol=1e-11)
@@ -537,7 +565,8 @@ class TestLintClassBalanceTwice:
 
     @staticmethod
     def model(units, activation):
-        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=activation)])
+        return keras.Sequential([keras.Input((4,)),
+                                 keras.layers.Dense(units, activation=activation)])
 
     @pytest.mark.parametrize("loss", [
         "focal", L.FocalLoss(alpha=0.5), L.CategoricalFocalLoss(alpha=0.25),

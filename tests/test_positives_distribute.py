@@ -37,7 +37,7 @@ def test_mirrored_two_devices_equal_one_device_in_loss_and_training(tmp_path):
         np.testing.assert_allclose(run["loss_mirrored"], run["loss_single"], rtol=1e-5,
                                    err_msg=f"{name}: evaluate() differs")
         assert run["moved"] > 1e-3, f"{name}: training did not move the weights"
-        assert run["diff"] < 1e-5, f"{name}: mirrored weights differ from one device by {run['diff']}"
+        assert run["diff"] < 1e-5, f"{name}: mirrored weights differ by {run['diff']}"
 
 
 def test_multi_worker_two_processes_equal_one_process(tmp_path):

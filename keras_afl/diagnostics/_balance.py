@@ -33,7 +33,8 @@ def check_class_weight(class_weight):
     else:
         raise TypeError(
             f"`class_weight` must be None, a dict {{class: weight}} (as given to fit()) or a list "
-            f"of per-class weights; received {class_weight!r} (type {type(class_weight).__name__}).")
+            f"of per-class weights; received {class_weight!r} "
+            f"(type {type(class_weight).__name__}).")
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)]
     if bad or not values:
         raise ValueError(
@@ -43,7 +44,8 @@ def check_class_weight(class_weight):
 
 
 def _settings(obj):
-    """A loss's settings: a Loss object's config, or a function's defaults with a partial's keywords."""
+    """A loss's settings: a Loss object's config, or a function's defaults (with the keywords
+    of a functools.partial)."""
     if isinstance(obj, keras.losses.Loss):
         try:
             config = dict(obj.get_config())

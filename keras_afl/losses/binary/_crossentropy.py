@@ -218,7 +218,8 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
 
 def _focal(y_true, y_pred, gamma, alpha, from_logits, label_smoothing, apply_class_balancing, axis,
            ignore_class, total):
-    """(row losses in the computation dtype, y_pred's dtype, positives per row or None), as `_bce`."""
+    """(row losses in the computation dtype, y_pred's dtype, positives per row or None): as
+    `_bce`."""
     gamma = check_number(gamma, "gamma", low=0.0)
     alpha = check_number(alpha, "alpha", low=0.0, high=1.0, allow_none=True)
     if not _check_bool(apply_class_balancing, "apply_class_balancing"):
@@ -234,8 +235,8 @@ def _focal(y_true, y_pred, gamma, alpha, from_logits, label_smoothing, apply_cla
     if from_logits:
         loss = _custom_loss(_focal_logits, (gamma, alpha, ls, *extra), x, y, rule=rule)
     else:
-        loss = _custom_loss(_focal_probabilities, (gamma, alpha, ls, keras.config.epsilon(), *extra),
-                            x, y, rule=rule)
+        settings = (gamma, alpha, ls, keras.config.epsilon(), *extra)
+        loss = _custom_loss(_focal_probabilities, settings, x, y, rule=rule)
     loss, positives = _finish_binary(loss, y, x, ignore, total)
     return loss, dtype, positives
 
