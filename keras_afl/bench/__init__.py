@@ -31,7 +31,15 @@ that drift on a shared machine hits all of them alike:
 - the label checks (suite "checks"): value + gradient of a loss with its label
   checks against the same loss traced with them switched off
   (`keras_afl.losses.set_trace_options(label_checks=False)`), at 2^20
-  elements, graph mode and XLA.
+  elements, graph mode and XLA;
+- the size sweep (suite "sweep", not in the default run; `sweep`): every
+  activation and loss at 2^10, 2^12, ..., 2^24 elements, each loss's plain
+  and compiled paths beside Keras's loss, the crossover table read off them,
+  one plot per family;
+- training steps at ordinary sizes (suite "classifier", not in the default
+  run): 784 -> 3 x Dense(256) -> 10 classes at batch 32, 128 and 512 with
+  afl_cce, afl_bce and focal against the same model with Keras's losses,
+  graph mode and XLA, and the peak memory of each at batch 512.
 
 Ratios are ours / reference: below 1 is faster (or smaller). Targets are
 written into every row (`max_ratio`, `met`) and summarised per target.
@@ -39,9 +47,11 @@ written into every row (`max_ratio`, `met`) and summarised per target.
 The modules, one job each: `cases` (what is measured: targets, cases, their
 inputs), `timing` (steps, the round-robin timer, rows, the machine),
 `programs` (`same_program`: the built-in's kernels or XLA program exactly?),
-`suites` (the `bench_*` functions), `memory` (the program whose peak memory
+`suites` (the `bench_*` functions), `sweep` (the size sweep, the crossover
+table, its tables and plots), `memory` (the program whose peak memory
 is measured, run in a process of its own) and `reports` (tables, results.md
-and results.json). The harness uses keras_afl's public names only.
+and results.json). The harness uses keras_afl's public names only, but for the
+sweep, which forces the losses' paths through `keras_afl.losses._crossover`.
 """
 
 from __future__ import annotations
