@@ -264,6 +264,11 @@ def test_sweep_summary_table_and_plots(sweep_run):
     assert checks["sweep_loss"]["met"] == sum(r["ratio"] <= 1.0 for r in losses)
     assert checks["mse_xla"]["checked"] == 2
     assert set(result["crossover"]) == {"_mse", "_focal_logits"}
+    kernels = result["kernels"]
+    assert set(kernels) == {"mse", "focal_logits"}
+    assert kernels["focal_logits"]["plain"] > kernels["focal_logits"]["plain_unchecked"]  # checked labels
+    assert kernels["mse"]["plain"] == kernels["mse"]["plain_unchecked"]  # nothing to check
+    assert "### Kernels per value + gradient step" in md
     section = md[md.index("## Size sweep"):]
     assert "## Every case" not in md  # the sweep's rows are in its own tables
     ratio_lines = [ln for ln in section[section.index("### Losses: ours / Keras"):].splitlines()

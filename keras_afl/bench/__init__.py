@@ -69,7 +69,8 @@ from keras_afl.bench.reports import (main_table, same_program_table, summary, su
 from keras_afl.bench.suites import (bench_activations, bench_checks, bench_classifier, bench_losses,
                                     bench_memory, bench_training)
 from keras_afl.bench.sweep import (SWEEP_REPEATS, SWEEP_SIZES, bench_sweep_activations,
-                                   bench_sweep_losses, crossover_table, plot_sweep, sweep_summary)
+                                   bench_sweep_losses, crossover_table, kernel_counts, plot_sweep,
+                                   sweep_summary)
 from keras_afl.bench.timing import Progress, call_overhead_ms, load, machine
 
 __all__ = ["run", "same_program", "write_reports", "terminal_table", "main_table", "summary",
@@ -171,4 +172,6 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
     if "sweep" in suites:
         result["sweep_summary"] = sweep_summary(result)
         result["crossover"] = crossover_table(result["rows"])
+        if names_l:
+            result["kernels"] = kernel_counts(names_l)
     return result

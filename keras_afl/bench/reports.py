@@ -191,4 +191,6 @@ def sweep_sections(result):
             sweep.crossover_source(result["crossover"]), "```", "",
             "### Losses: ours / Keras", "", sweep.ratio_table(result, "sweep_loss"), "",
             "### Activations: ours / the native op", "", sweep.ratio_table(result, "sweep_activation"), "",
-            "### Losses: compiled path / plain path", "", sweep.path_table(result), ""]
+            "### Losses: compiled path / plain path", "", sweep.path_table(result), "",
+            *(["### Kernels per value + gradient step (graph mode, plain path, 2^10 elements)", "",
+               sweep.kernel_table(result["kernels"]), ""] if result.get("kernels") else [])]

@@ -26,6 +26,7 @@ from keras_afl import losses as L
 from keras_afl import registry
 from keras_afl.bench.cases import (ACTIVATIONS, LOSSES, TARGETS, activation_inputs, loss_cases,
                                    loss_inputs)
+from keras_afl.bench.programs import graph_kernels
 from keras_afl.bench.timing import activation_step, log2, loss_step, round_robin, timed_row
 from keras_afl.losses import _crossover
 
@@ -132,6 +133,30 @@ def bench_sweep_activations(sizes, dtypes, modes, repeats, names=None, progress=
                     if progress:
                         progress.advance()
     return rows
+
+
+def kernel_counts(names=None, size=2**10):
+    """case -> {"plain", "plain_unchecked", "keras"}: the TensorFlow kernels that one graph-mode
+    value + gradient step runs (`programs.graph_kernels`) on the plain path, the plain path with
+    the label checks off, and Keras's loss. At small sizes a step is ~0.2 ms and each kernel
+    costs microseconds of its own: the count explains most of the difference there."""
+    out = {}
+    for name in names or LOSSES:
+        ours, ref = loss_cases()[name]
+        y, z = loss_inputs(ours, size, tf.float32)
+        with L.set_trace_options(compiled_kernels=False):
+            plain = graph_kernels(loss_step(ours, False), y, z)
+        with L.set_trace_options(compiled_kernels=False, label_checks=False):
+            unchecked = graph_kernels(loss_step(loss_cases()[name][0], False), y, z)
+        out[name] = {"plain": len(plain), "plain_unchecked": len(unchecked),
+                     "keras": len(graph_kernels(loss_step(ref, False), y, z))}
+    return out
+
+
+def kernel_table(counts):
+    lines = ["| case | ours, plain path | without the label checks | Keras |", "|---|---:|---:|---:|"]
+    lines += [f"| {c} | {k['plain']} | {k['plain_unchecked']} | {k['keras']} |" for c, k in counts.items()]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- reading the sweep
