@@ -437,7 +437,8 @@ def terminal_table(result):
     rows = [(r["kind"], r["name"], f"2^{r['log2_size']}", r["reference"], r["ours_ms"],
              r["reference_ms"], r["ratio"], f"<= {r['max_ratio']}", "yes" if r["met"] else "NO")
             for r in result["rows"]]
-    return f"{result['backend']} on {result['device']}\n" + format_table(head, rows)
+    return (f"{result['backend']} on {result['device']}, {result['dtype']}\n"
+            + format_table(head, rows))
 
 
 def summary(result):
@@ -512,7 +513,8 @@ def run_cli(args):
                          "jax.jit, on PyTorch eagerly. Fix: drop --modes, or --backend tensorflow")
     if args.dtypes and len(args.dtypes) > 1:
         raise ValueError(f"on {_backend()}, --dtypes takes one dtype per run; got "
-                         f"{' '.join(args.dtypes)}")
+                         f"{' '.join(args.dtypes)}. Fix: one run per dtype (the default is "
+                         "float32)")
     activations = losses = None
     if args.cases:
         unknown = [c for c in args.cases if c not in ACTIVATIONS and c not in LOSSES]
