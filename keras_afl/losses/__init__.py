@@ -82,6 +82,17 @@ checked. The checks add no pass over memory (see `_checks`): they cost
 about 0-6 % of a loss's time at 2^20 elements (`keras-afl bench --suites
 checks`; benchmarks/analysis.md).
 
+Detection and dense prediction. `FocalLoss` and `BinaryCrossentropy` (and their functions)
+take `ignore_class`, a label outside [0, 1] (-1 for anchors in an IoU ignore band, 255 for void
+pixels) whose entries add nothing to the loss or the gradient; a sample with every entry
+ignored is left out of Keras's average (a Keras mask), as with the sparse losses'
+`ignore_class`. The focal and cross-entropy classes take `normalize="positives"` (the batch's
+summed loss over max(1, number of positive, non-ignored entries): RetinaNet's reduction) or
+`"positives_per_image"` (each image over its own count, then the mean over images); the
+softmax classes name their `background_class`. Under `tf.distribute` the count is summed over
+all replicas, so the loss and gradients equal a single-device run. `normalize` is a reduction
+over the batch, so it belongs to the classes; the functions return per-sample values.
+
 Speed. In graph mode (`tf.function`, `model.fit`), a loss computed in float32
 (float32, float16 or bfloat16 inputs) on at least 2**16 elements (2**10 per
 sample when the batch size is unknown) runs as two XLA-compiled kernels
