@@ -37,9 +37,15 @@ class LabelRule(NamedTuple):
     high: float
     expected: str
     fix: str
+    ignore: float | None = None  # a label value that is always accepted (the losses' ignore_class)
 
     def _ok(self, y):
-        return (y >= self.low) & (y <= self.high)  # a NaN label is bad
+        ok = (y >= self.low) & (y <= self.high)  # a NaN label is bad
+        return ok if self.ignore is None else ok | (y == self.ignore)
+
+    def _message(self):
+        also = "" if self.ignore is None else f" or ignore_class={_fmt(self.ignore)}"
+        return f"{self.fn_name}: `y_true` must hold {self.expected}{also}; received"
 
     def check_eagerly(self, y):
         """Raises an `InvalidLabelsError` naming the first label outside [low, high], if any."""
@@ -47,8 +53,7 @@ class LabelRule(NamedTuple):
         if bool(o.to_numpy(o.all(self._ok(y)))):
             return
         values = o.to_numpy(y).reshape(-1)
-        _raise_first_bad(f"{self.fn_name}: `y_true` must hold {self.expected}; received", values,
-                         (values >= self.low) & (values <= self.high), "flat index", "labels",
+        _raise_first_bad(self._message(), values, self._ok(values), "flat index", "labels",
                          self.fix)
 
     def nan_factor(self, y):

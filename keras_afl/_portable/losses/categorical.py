@@ -7,6 +7,7 @@ import keras
 
 from keras_afl._backend import ops
 from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl._portable.losses import _positives
 from keras_afl._portable.losses._base import Loss
 from keras_afl._portable.losses._core import (
     SPLIT, axis_last, check_bool, check_weights, class_sum, custom_loss, dense_pair, dtype_of,
@@ -200,19 +201,41 @@ SPLIT.update({
 # The Loss classes.
 
 
+def _categorical_positives(loss, y_true, y_pred):
+    """(per-row losses, 1.0 for each positive row)."""
+    o = ops()
+    values = type(loss)._fn(y_true, y_pred, **loss._settings())
+    y = o.cast(keras.ops.convert_to_tensor(y_true), dtype_of(values))
+    y = axis_last(y, normalize_axis(loss.axis, len(y.shape)))
+    _positives.check_background_in_range(loss.background_class, y.shape[-1], type(loss).__name__)
+    mass = class_sum(y, keepdims=False) - y[..., loss.background_class]
+    return values, o.cast(mass >= 0.5, dtype_of(values))
+
+
 @register
 class CategoricalCrossentropy(Loss):
-    """Categorical cross-entropy loss. See `keras_afl.losses.CategoricalCrossentropy`."""
+    """Categorical cross-entropy loss. See `keras_afl.losses.CategoricalCrossentropy`.
+
+    `normalize` (keyword only): None (Keras's `reduction`), "positives" or
+    "positives_per_image": the summed loss over the number of positive rows, those whose label
+    mass on the classes other than `background_class` (keyword only; required with `normalize`)
+    is at least 1/2. On JAX under `keras.distribution` the step is one program over the global
+    batch, so the count is global."""
 
     _fn = staticmethod(categorical_crossentropy)
     _logits_activation = "softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
+    _positives_parts = _categorical_positives
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -221,19 +244,30 @@ class CategoricalCrossentropy(Loss):
 
 @register
 class CategoricalFocalLoss(Loss):
-    """Categorical focal loss. See `keras_afl.losses.CategoricalFocalLoss`."""
+    """Categorical focal loss. See `keras_afl.losses.CategoricalFocalLoss`.
+
+    `normalize` (keyword only): None (Keras's `reduction`), "positives" or
+    "positives_per_image": the summed loss over the number of positive rows, those whose label
+    mass on the classes other than `background_class` (keyword only; required with `normalize`)
+    is at least 1/2. On JAX under `keras.distribution` the step is one program over the global
+    batch, so the count is global."""
 
     _fn = staticmethod(categorical_focal)
     _logits_activation = "softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
+    _positives_parts = _categorical_positives
 
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal", dtype=None):
+                 reduction="sum_over_batch_size", name="categorical_focal", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = check_weights(alpha, "alpha", high=1.0)
         self.from_logits = check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": tuple_or_value(self.alpha),

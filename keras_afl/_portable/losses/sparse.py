@@ -12,6 +12,7 @@ import keras
 
 from keras_afl._backend import ops
 from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl._portable.losses import _positives
 from keras_afl._portable.losses._base import Loss
 from keras_afl._portable.losses._checks import ClassIdRule
 from keras_afl._portable.losses._core import (
@@ -75,13 +76,20 @@ def _alpha_t(a, t):
     return o.sum(o.one_hot(t, a.shape[0], a) * a, axis=-1)
 
 
-def _sparse_finish(flat_loss, batch_shape, valid, dtype):
+def _sparse_finish(flat_loss, batch_shape, valid, dtype, ids=None, background=None):
+    """(per-sample loss, y_pred's dtype, positives or None): with `background` (the losses'
+    normalisation), whether each sample is a positive: counted and not of that class."""
     o = ops()
     loss = o.reshape(flat_loss, batch_shape)
     if valid is not None:
         # Tells keras.losses.Loss to average over the counted samples only.
         set_mask(loss, o.reshape(valid, batch_shape))
-    return loss, dtype
+    positives = None
+    if background is not None:
+        positive = ids != background
+        positive = positive if valid is None else positive & valid
+        positives = o.reshape(o.cast(positive, dtype_of(loss)), batch_shape)
+    return loss, dtype, positives
 
 
 def _sparse_probabilities(settings, p, ids, a=None):
@@ -120,16 +128,22 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 
     Logits: logsumexp(z) - z_t, gradient softmax(z) - onehot(t) (accurate where softmax ~ 1).
     """
+    return _scce(y_true, y_pred, from_logits, ignore_class, axis)[:2]
+
+
+def _scce(y_true, y_pred, from_logits, ignore_class, axis, background=None):
+    """(per-sample loss, y_pred's dtype, positives or None)."""
     from_logits = check_bool(from_logits, "from_logits")
     ignore_class = check_ignore_class(ignore_class)
     x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_crossentropy")
+    _positives.check_background_in_range(background, x.shape[-1], "sparse_categorical_crossentropy")
     if not from_logits:
         loss = custom_loss(_sparse_probabilities, (0.0, keras.config.epsilon(), ignore_class), x,
                            ids, rule=rule)
     else:
         loss = custom_loss(_scce_logits, (ignore_class,), x, ids, rule=rule)
-    return _sparse_finish(loss, batch, valid, dtype)
+    return _sparse_finish(loss, batch, valid, dtype, ids, background)
 
 
 def _sparse_ce_and_stats(z, t):
@@ -170,12 +184,18 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
 
     loss = -alpha_t (1 - p_t)**gamma log(p_t), log p_t = -(logsumexp(z) - z_t).
     """
+    return _sfocal(y_true, y_pred, gamma, alpha, from_logits, ignore_class, axis)[:2]
+
+
+def _sfocal(y_true, y_pred, gamma, alpha, from_logits, ignore_class, axis, background=None):
+    """(per-sample loss, y_pred's dtype, positives or None)."""
     gamma = check_number(gamma, "gamma", low=0.0)
     alpha = check_weights(alpha, "alpha", high=1.0)
     from_logits = check_bool(from_logits, "from_logits")
     ignore_class = check_ignore_class(ignore_class)
     x, ids, rule, from_logits, batch, valid, dtype = _sparse_prepare(
         y_true, y_pred, from_logits, axis, ignore_class, "sparse_categorical_focal")
+    _positives.check_background_in_range(background, x.shape[-1], "sparse_categorical_focal")
     a = per_class(alpha, x, "alpha", "sparse_categorical_focal")
     alphas = () if a is None else (a,)
     if not from_logits:
@@ -183,7 +203,7 @@ def sparse_categorical_focal(y_true, y_pred, gamma=2.0, alpha=None, from_logits=
                            ids, *alphas, rule=rule)
     else:
         loss = custom_loss(_sfocal_logits, (gamma, ignore_class), x, ids, *alphas, rule=rule)
-    return _sparse_finish(loss, batch, valid, dtype)
+    return _sparse_finish(loss, batch, valid, dtype, ids, background)
 
 
 def _sfocal_logits(settings, z, ids, a=None, saved=None):
@@ -241,38 +261,68 @@ SPLIT.update({
 
 @register
 class SparseCategoricalCrossentropy(Loss):
-    """Sparse categorical cross-entropy loss. See `keras_afl.losses.SparseCategoricalCrossentropy`."""
+    """Sparse categorical cross-entropy loss. See `keras_afl.losses.SparseCategoricalCrossentropy`.
+
+    `normalize` (keyword only): None (Keras's `reduction`), "positives" or
+    "positives_per_image": the summed loss over the number of positives, the samples of a class
+    other than `background_class` (keyword only; required with `normalize`) and not
+    `ignore_class`. On JAX under `keras.distribution` the step is one program over the global
+    batch, so the count is global."""
 
     _fn = staticmethod(sparse_categorical_crossentropy)
     _logits_activation = "softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, from_logits=False, ignore_class=None, axis=-1,
-                 reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None):
+                 reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None,
+                 *, normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = check_bool(from_logits, "from_logits")
         self.ignore_class = check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
 
+    def _positives_parts(self, y_true, y_pred):
+        loss, _, positives = _scce(y_true, y_pred, **self._settings(),
+                                   background=self.background_class)
+        return loss, positives
+
 
 @register
 class SparseCategoricalFocalLoss(Loss):
-    """Sparse categorical focal loss. See `keras_afl.losses.SparseCategoricalFocalLoss`."""
+    """Sparse categorical focal loss. See `keras_afl.losses.SparseCategoricalFocalLoss`.
+
+    `normalize` (keyword only): None (Keras's `reduction`), "positives" or
+    "positives_per_image": the summed loss over the number of positives, the samples of a class
+    other than `background_class` (keyword only; required with `normalize`) and not
+    `ignore_class`. On JAX under `keras.distribution` the step is one program over the global
+    batch, so the count is global."""
 
     _fn = staticmethod(sparse_categorical_focal)
     _logits_activation = "softmax"
+    _unsaved_defaults = {"normalize": None, "background_class": None}
+    _reduction_settings = ("normalize", "background_class")
 
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, ignore_class=None, axis=-1,
-                 reduction="sum_over_batch_size", name="sparse_categorical_focal", dtype=None):
+                 reduction="sum_over_batch_size", name="sparse_categorical_focal", dtype=None, *,
+                 normalize=None, background_class=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.alpha = check_weights(alpha, "alpha", high=1.0)
         self.from_logits = check_bool(from_logits, "from_logits")
         self.ignore_class = check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": tuple_or_value(self.alpha),
                 "from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
+    def _positives_parts(self, y_true, y_pred):
+        loss, _, positives = _sfocal(y_true, y_pred, **self._settings(),
+                                     background=self.background_class)
+        return loss, positives
