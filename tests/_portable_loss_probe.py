@@ -83,6 +83,22 @@ def cases():
          soft, z),
         ("focal_logits_axis0", "focal", {"from_logits": True, "axis": 0, "gamma": 1.5}, hard, z),
     ]
+    # ignore_class: entries marked (every fifth, and the whole last row: its loss is 0).
+    ignored = (np.arange(24).reshape(4, 6) % 5 == 0) | (np.arange(4)[:, None] == 3)
+    out += [
+        ("bce_logits_ignore", "binary_crossentropy", {"from_logits": True, "ignore_class": -1},
+         np.where(ignored, -1.0, hard), z),
+        ("bce_probs_ignore_ls_pw", "binary_crossentropy",
+         {"ignore_class": 255, "pos_weight": 2.0, "label_smoothing": 0.1},
+         np.where(ignored, 255.0, soft), _sigmoid(z)),
+        ("focal_logits_ignore", "focal", {"from_logits": True, "ignore_class": -1},
+         np.where(ignored, -1.0, hard), z),
+        ("focal_logits_ignore_soft_g0.5", "focal",
+         {"from_logits": True, "gamma": 0.5, "ignore_class": -1, "alpha": None},
+         np.where(ignored, -1.0, soft), z),
+        ("focal_probs_ignore_g0.5", "focal", {"gamma": 0.5, "ignore_class": -1.5},
+         np.where(ignored, -1.5, soft), _sigmoid(z)),
+    ]
     for gamma in (0.0, 0.5, 2.0, 5.0):
         out.append((f"focal_logits_g{gamma}", "focal", {"from_logits": True, "gamma": gamma}, hard, z))
         out.append((f"focal_logits_soft_g{gamma}", "focal",
@@ -210,7 +226,139 @@ BAD_INPUTS = [  # (key, function, kwargs, y_true, y_pred): labels or settings th
     ("shape", "binary_crossentropy", {}, [[1.0, 0.0]], [[0.5, 0.5, 0.5]]),
     ("sparse_shape", "sparse_categorical_crossentropy", {}, [[0, 1]], [[0.5, 0.5]]),
     ("delta", "huber", {"delta": 0.0}, [[1.0]], [[0.5]]),
+    ("bce_ignore_label_bad", "binary_crossentropy", {"ignore_class": -1}, [[0.0, -2.0, -1.0]],
+     [[0.3, 0.4, 0.5]]),
+    ("focal_ignore_in_range", "focal", {"ignore_class": 1}, [[1.0]], [[0.5]]),
+    ("focal_ignore_half", "focal", {"ignore_class": 0.5}, [[1.0]], [[0.5]]),
+    ("bce_ignore_type", "binary_crossentropy", {"ignore_class": "void"}, [[1.0]], [[0.5]]),
+    ("bce_ignore_bool", "binary_crossentropy", {"ignore_class": True}, [[1.0]], [[0.5]]),
+    ("focal_ignore_inf", "focal", {"ignore_class": float("inf")}, [[1.0]], [[0.5]]),
 ]
+
+# The Loss classes with ignore_class / normalize, float64: (key, class, settings, inputs kind,
+# sample weight name). The test serializes the TensorFlow object; the probe deserializes it
+# (a TensorFlow-saved config loading on this backend) and measures the value and d/dy_pred.
+NORMALIZED_CASES = [
+    ("focal_logits_ignore_positives", "FocalLoss",
+     {"from_logits": True, "ignore_class": -1, "normalize": "positives"}, "binary_logits", None),
+    ("focal_probs_ignore_per_image_sw", "FocalLoss",
+     {"gamma": 0.5, "ignore_class": -1, "normalize": "positives_per_image"}, "binary_probs",
+     "per_image"),
+    ("focal_logits_ignore_mean_sw", "FocalLoss", {"from_logits": True, "ignore_class": -1},
+     "binary_logits", "per_row"),
+    ("focal_logits_positives_none", "FocalLoss",
+     {"from_logits": True, "normalize": "positives", "reduction": "none", "alpha": None},
+     "binary_logits_clean", None),
+    ("bce_logits_ignore_positives_pw_sw", "BinaryCrossentropy",
+     {"from_logits": True, "ignore_class": -1, "pos_weight": 2.0, "normalize": "positives"},
+     "binary_logits", "per_row"),
+    ("bce_probs_ignore_per_image", "BinaryCrossentropy",
+     {"ignore_class": -1, "label_smoothing": 0.1, "normalize": "positives_per_image"},
+     "binary_probs", None),
+    ("bce_logits_ignore_sum", "BinaryCrossentropy",
+     {"from_logits": True, "ignore_class": -1, "reduction": "sum"}, "binary_logits", "per_row"),
+    ("sfocal_logits_per_image_bg0", "SparseCategoricalFocalLoss",
+     {"from_logits": True, "ignore_class": 255, "normalize": "positives_per_image",
+      "background_class": 0}, "sparse", None),
+    ("sfocal_probs_positives_alpha_sw", "SparseCategoricalFocalLoss",
+     {"alpha": [0.1, 0.2, 0.3, 0.2, 0.2], "ignore_class": 255, "normalize": "positives",
+      "background_class": 0}, "sparse_probs", "per_row"),
+    ("scce_logits_positives_bg2", "SparseCategoricalCrossentropy",
+     {"from_logits": True, "ignore_class": 255, "normalize": "positives", "background_class": 2},
+     "sparse", "per_image"),
+    ("cfocal_logits_positives_bg0", "CategoricalFocalLoss",
+     {"from_logits": True, "alpha": [0.1, 0.2, 0.3, 0.2, 0.2], "normalize": "positives",
+      "background_class": 0}, "categorical", None),
+    ("cce_logits_per_image_bg2_none", "CategoricalCrossentropy",
+     {"from_logits": True, "label_smoothing": 0.05, "normalize": "positives_per_image",
+      "background_class": 2, "reduction": "none"}, "categorical", "per_row"),
+]
+
+
+def normalized_inputs(kind, sw_name):
+    """(y_true, y_pred, sample weight or None) in float64: 3 images x 4 rows (anchors) x 5
+    classes; ignored entries (binary: -1, a row and an image wholly ignored; sparse: 255)."""
+    r = np.random.default_rng(21)
+    z = r.normal(0.0, 2.0, (3, 4, 5))
+    hard = (r.random((3, 4, 5)) < 0.3).astype(np.float64)
+    ids = r.integers(0, 5, (3, 4))
+    ignored = r.random((3, 4, 5)) < 0.2
+    ignored[1, 2] = True
+    ignored[2] = True
+    sw = {None: None, "per_row": r.uniform(0.2, 2.0, (3, 4)), "per_image": np.array([0.5, 2.0, 1.0])}
+    if kind.startswith("binary"):
+        y = hard if kind == "binary_logits_clean" else np.where(ignored, -1.0, hard)
+        x = _sigmoid(z) if kind == "binary_probs" else z
+    elif kind.startswith("sparse"):
+        y = np.where(ignored[..., 0], 255, ids).astype(np.int32)
+        x = _softmax(z) if kind == "sparse_probs" else z
+    else:
+        y = np.eye(5)[ids]
+        y[0, 3] = 0.0  # a row without a label (loss 0, not a positive)
+        x = z
+    return y, x, sw[sw_name]
+
+
+CLASS_ERRORS = [  # (key, class, settings, inputs kind or None): refused at construction or call
+    ("normalize_name", "FocalLoss", {"normalize": "positive"}, None),
+    ("normalize_with_sum", "BinaryCrossentropy", {"normalize": "positives", "reduction": "sum"}, None),
+    ("ignore_in_range", "FocalLoss", {"ignore_class": 0}, None),
+    ("background_missing", "SparseCategoricalFocalLoss", {"normalize": "positives"}, None),
+    ("background_without_normalize", "CategoricalCrossentropy", {"background_class": 0}, None),
+    ("background_is_ignore", "SparseCategoricalCrossentropy",
+     {"ignore_class": 0, "normalize": "positives", "background_class": 0}, None),
+    ("background_negative", "CategoricalFocalLoss",
+     {"normalize": "positives", "background_class": -1}, None),
+    ("background_bool", "SparseCategoricalFocalLoss",
+     {"normalize": "positives", "background_class": True}, None),
+    ("background_out_of_range", "SparseCategoricalFocalLoss",
+     {"normalize": "positives", "background_class": 7, "from_logits": True}, "sparse"),
+    ("background_out_of_range_dense", "CategoricalCrossentropy",
+     {"normalize": "positives_per_image", "background_class": 5, "from_logits": True},
+     "categorical"),
+]
+
+
+def class_errors(L, tensor):
+    out = {}
+    for key, cls, settings, kind in CLASS_ERRORS:
+        try:
+            loss = getattr(L, cls)(**settings)
+            if kind is not None:
+                y, x, _ = normalized_inputs(kind, None)
+                loss(tensor(y), tensor(x))
+            out[key] = None
+        except (ValueError, TypeError) as e:
+            out[key] = [isinstance(e, ValueError), isinstance(e, TypeError), str(e)]
+    return out
+
+
+def normalized(L, backend, tensor):
+    """Per NORMALIZED_CASES, from the TensorFlow serialization (AFL_TF_NORMALIZED, a JSON list):
+    [module, config, value, d sum(value) / d y_pred], float64."""
+    import keras
+
+    items = json.loads(os.environ.get("AFL_TF_NORMALIZED", "[]"))
+    out = {}
+    for (key, _, _, kind, sw_name), item in zip(NORMALIZED_CASES, items):
+        loss = keras.saving.deserialize_keras_object(item)
+        y, x, sw = normalized_inputs(kind, sw_name)
+        y, x = tensor(y), tensor(x)
+        sw = None if sw is None else tensor(sw)
+        if backend == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            val = loss(y, x, sample_weight=sw)
+            grad = jax.grad(lambda x: jnp.sum(loss(y, x, sample_weight=sw)))(x)
+        else:
+            import torch
+
+            x.requires_grad_()
+            val = loss(y, x, sample_weight=sw)
+            (grad,) = torch.autograd.grad(torch.sum(val), x)
+        out[key] = [type(loss).__module__, loss.get_config(), as_list(val), as_list(grad)]
+    return out
 
 # --------------------------------------------------------------------------
 # Runners: value, gradient for an upstream gradient, Hessian-vector product, per backend.
@@ -336,7 +484,8 @@ HVP_KEYS = {"mse", "huber_0.3", "hinge_auto01", "bce_logits_soft_ls", "bce_logit
             "bce_probs_ls_pw", "focal_probs_g0.5_soft", "focal_logits_soft_g0.5", "focal_logits_g2.0",
             "focal_logits_axis0", "cce_logits_soft_ls", "cce_probs", "cfocal_logits_g0.5_alpha",
             "cfocal_probs", "scce_logits_ignore", "scce_probs", "sfocal_logits_g0.5_alpha_ignore",
-            "sfocal_probs", "stable_bce", "stable_focal_g2.0"}
+            "sfocal_probs", "stable_bce", "stable_focal_g2.0", "bce_logits_ignore",
+            "bce_probs_ignore_ls_pw", "focal_logits_ignore", "focal_probs_ignore_g0.5"}
 
 
 def measure(L, run, all_hvp=True):
@@ -535,6 +684,8 @@ def main():
         "shortcut": shortcut(L, A, tensor, backend),
         "unchecked": unchecked(L, tensor),
         "deserialized": deserialized(L),
+        "normalized": normalized(L, backend, tensor),
+        "class_errors": class_errors(L, tensor),
         "tensorflow_imported": sys.modules.get("tensorflow") is not None,
     }
     if backend == "jax":

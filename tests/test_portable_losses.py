@@ -34,12 +34,18 @@ def _tf_serialized():
             for cls, settings, _ in P.LOSS_CLASSES]
 
 
+def _tf_normalized():
+    return [keras.saving.serialize_keras_object(getattr(L, cls)(**settings, dtype="float64"))
+            for _, cls, settings, _, _ in P.NORMALIZED_CASES]
+
+
 def _probe(backend, **env):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install 'keras-afl[{backend}]')")
     stdout = run_python(f"import runpy; runpy.run_path({PROBE!r}, run_name='__main__')",
                         env={"KERAS_BACKEND": backend, "JAX_ENABLE_X64": "1",
-                             "AFL_TF_SERIALIZED": json.dumps(_tf_serialized()), **env},
+                             "AFL_TF_SERIALIZED": json.dumps(_tf_serialized()),
+                             "AFL_TF_NORMALIZED": json.dumps(_tf_normalized()), **env},
                         timeout=600)
     result = json.loads(stdout.split("RESULT", 1)[1])
     assert result["backend"] == backend
@@ -179,23 +185,11 @@ def test_loss_classes_reductions_and_sample_weights_equal_tensorflow(probed):
                 close(got, want.numpy(), 1e-5, f"{probed['backend']} {cls} {reduction} {sw_name}")
 
 
-# Settings the TensorFlow losses gained after the port (the lead ports them next): the portable
-# signatures must equal TensorFlow's without them; messages that list or mention them differ.
-NOT_YET_PORTED = {"ignore_class", "normalize", "background_class"}
-
-
-def _missing(probed, name):
-    """TensorFlow's parameters of `name` that the portable version lacks."""
-    have = {p for p, *_ in probed["signatures"][name]}
-    return sorted({p for p, *_ in P.signatures(L)[name]} - have)
-
-
-def test_signatures_equal_tensorflow_up_to_settings_not_yet_ported(probed):
+def test_signatures_equal_tensorflow(probed):
     tf_signatures = P.signatures(L)
+    assert sorted(probed["signatures"]) == sorted(tf_signatures)
     for name, params in probed["signatures"].items():
-        missing = set(_missing(probed, name))
-        assert missing <= NOT_YET_PORTED, (name, missing)
-        assert params == [p for p in tf_signatures[name] if p[0] not in missing], name
+        assert params == tf_signatures[name], name
 
 
 def test_configs_equal_tensorflow_and_round_trip(probed):
@@ -211,8 +205,6 @@ def test_unknown_setting_error_equals_tensorflow(probed, cls):
     tf_config = getattr(L, cls)(**settings).get_config()
     with pytest.raises(ValueError) as e:
         getattr(L, cls).from_config({**tf_config, "bogus": 1})
-    if _missing(probed, cls):  # the message lists the valid settings
-        pytest.xfail(f"{cls}: TensorFlow's settings {_missing(probed, cls)} not yet ported")
     assert probed["configs"][cls][2] == str(e.value)
 
 
@@ -230,10 +222,56 @@ def test_bad_input_errors_equal_tensorflow(probed, key):
     with pytest.raises((ValueError, TypeError)) as e:
         getattr(L, name)(np.asarray(y), np.asarray(x), **kwargs)
     want = [isinstance(e.value, ValueError), isinstance(e.value, TypeError), str(e.value)]
-    got = probed["errors"][key]
-    if got != want and "ignore_class" in _missing(probed, name):
-        pytest.xfail(f"{name}: TensorFlow's message mentions ignore_class, not yet ported")
-    assert got == want
+    assert probed["errors"][key] == want
+
+
+@pytest.mark.parametrize("key", [k for k, *_ in P.CLASS_ERRORS])
+def test_normalize_and_ignore_class_errors_equal_tensorflow(probed, key):
+    _, cls, settings, kind = next(c for c in P.CLASS_ERRORS if c[0] == key)
+    with pytest.raises((ValueError, TypeError)) as e:
+        loss = getattr(L, cls)(**settings)
+        if kind is not None:
+            y, x, _ = P.normalized_inputs(kind, None)
+            loss(y, tf.constant(x))
+    assert probed["class_errors"][key] == [isinstance(e.value, ValueError),
+                                           isinstance(e.value, TypeError), str(e.value)]
+
+
+@pytest.mark.parametrize("key", [k for k, *_ in P.NORMALIZED_CASES])
+def test_tensorflow_saved_ignore_and_normalize_losses_load_and_equal_tensorflow(probed, key):
+    # The TensorFlow object's serialization, deserialized on the backend (a portable class with
+    # the same config), then its value and d sum(value) / d y_pred against TensorFlow's in float64.
+    _, cls, settings, kind, sw_name = next(c for c in P.NORMALIZED_CASES if c[0] == key)
+    module, config, val, grad = probed["normalized"][key]
+    loss = getattr(L, cls)(**settings, dtype="float64")
+    assert module.startswith("keras_afl._portable.losses"), module
+    assert config == json.loads(json.dumps(loss.get_config()))
+    assert {k for k in ("ignore_class", "normalize", "background_class") if k in settings} <= set(config)
+    y, x, sw = P.normalized_inputs(kind, sw_name)
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        want = loss(y, x, sample_weight=sw)
+        total = tf.reduce_sum(want)
+    where = f"{probed['backend']} {key}"
+    # Keras 3.15's own reduction (without `normalize`) returns float32 on PyTorch for a float64
+    # loss (measured, with or without ignore_class); with `normalize` the reduction is ours.
+    rtol = 1e-10 if "normalize" in settings or probed["backend"] == "jax" else 1e-6
+    close(val, want.numpy(), rtol, f"{where}: value")
+    close(grad, tape.gradient(total, x).numpy(), rtol, f"{where}: gradient")
+
+
+def test_ignored_entries_add_nothing_on_the_backend(probed):
+    # Independent of TensorFlow: the gradient is exactly 0 on every ignored entry, and the row
+    # all ignored has loss 0 (its mask takes it out of the mean).
+    for key in ("bce_logits_ignore", "bce_probs_ignore_ls_pw", "focal_logits_ignore",
+                "focal_probs_ignore_g0.5"):
+        _, _, kwargs, y, _ = next(c for c in P.cases() if c[0] == key)
+        val, dx, _ = probed["cases"][f"{key}/float64"]
+        ignored = y == kwargs["ignore_class"]
+        assert np.all(np.asarray(dx)[ignored] == 0.0), key
+        assert np.asarray(val)[3] == 0.0 and np.all(np.asarray(dx)[3] == 0.0), key
+        assert np.all(np.asarray(dx)[~ignored] != 0.0), key
 
 
 def test_logits_shortcut_on_torch_and_probabilities_as_given_on_jax(probed):
