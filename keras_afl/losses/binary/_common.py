@@ -81,8 +81,15 @@ def _logit_parts(z):
 
     Sides are picked by products with pos / npos (exact), which XLA's CPU backend
     vectorises; a tf.where in these kernels measured up to 1.5x slower.
+
+    |z| is z (pos - npos), not tf.abs(z): the same number, but its derivative is the side's
+    sign also at z = 0 (the side z >= 0), where abs'(0) = 0 made the derivative of the
+    backward pass -- Hessian-vector products, gradient penalties -- 0 instead of its exact
+    value (sigmoid'(0) / N for BCE) at zero-initialised logits. One elementwise product more
+    per entry than tf.abs (pos - npos is the gradient's sign, computed anyway).
     """
     pos = tf.cast(z >= 0.0, z.dtype)
-    a = tf.abs(z)
+    npos = 1.0 - pos
+    a = z * (pos - npos)
     e = tf.exp(-a)
-    return a, e, tf.math.log1p(e), pos, 1.0 - pos
+    return a, e, tf.math.log1p(e), pos, npos
