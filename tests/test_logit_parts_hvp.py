@@ -1,7 +1,7 @@
 """BCE and binary focal loss from logits: second derivatives at z = 0 exactly.
 
-`keras_afl.losses.binary._common._logit_parts` takes |z| as z (pos - npos), whose derivative is
-the side's sign at z = 0 as well (tf.abs'(0) = 0 made the Hessian-vector product there 0 in
+`keras_afl.losses.binary._common._logit_parts` takes |z| as tf.maximum(z, -z), whose derivative
+is the side's sign at z = 0 as well (tf.abs'(0) = 0 made the Hessian-vector product there 0 in
 the |z| terms). Reference: the plain formula (softplus / sigmoid, no custom gradient) under
 TensorFlow's autodiff, float64, at logits that include exact zeros.
 """
