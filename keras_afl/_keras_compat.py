@@ -31,7 +31,8 @@ def _tf():
 
 __all__ = [
     "KERAS_MASK", "KERAS_LOGITS", "KERAS_HISTORY", "INBOUND_NODES", "versions", "name_tables",
-    "loss_functions", "loss_reduction", "keras_mask", "set_keras_mask", "keras_logits",
+    "loss_functions", "loss_reduction", "keras_mask", "set_keras_mask", "backend_keras_mask",
+    "set_backend_keras_mask", "keras_logits",
     "set_keras_logits", "producer", "call_inputs", "optimization_barrier", "summary_scalar",
 ]
 
@@ -151,6 +152,35 @@ def set_keras_mask(x, mask):
     unmasked samples only. Why private: as for `keras_mask`.
     """
     return _set_attribute(x, KERAS_MASK, mask)
+
+
+def backend_keras_mask(x):
+    """The Keras mask of a tensor on any backend, or None: the `_keras_mask` attribute or, for
+    tensors that refuse attributes (JAX arrays), the table Keras keeps their masks in.
+
+    Why private: as for `keras_mask`; Keras's reader of that table
+    (`keras.src.backend.common.masking.get_keras_mask`) is not public either. The portable
+    losses (JAX, PyTorch) read masks with it.
+    """
+    return _masking("backend_keras_mask").get_keras_mask(x)
+
+
+def set_backend_keras_mask(x, mask):
+    """Attaches a Keras mask to a tensor on any backend (a JAX array's goes to Keras's table),
+    as Keras's masking layers do. Why private: as for `backend_keras_mask`."""
+    _masking("set_backend_keras_mask").set_keras_mask(x, mask)
+
+
+def _masking(function):
+    try:
+        from keras.src.backend.common import masking
+
+        masking.get_keras_mask, masking.set_keras_mask  # noqa: B018 - both must exist
+    except (ImportError, AttributeError) as e:
+        raise _moved("Keras's tensor masks (keras.src.backend.common.masking)", function,
+                     "The portable losses' ignore_class cannot mark ignored samples on JAX and "
+                     "PyTorch.", e) from e
+    return masking
 
 
 def keras_logits(x):

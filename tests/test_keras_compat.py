@@ -118,6 +118,30 @@ def test_set_keras_mask_makes_keras_losses_skip_masked_samples():
     assert compat.set_keras_mask(np.zeros(2), mask) is False  # NumPy arrays refuse attributes
 
 
+def test_backend_keras_mask_reads_and_writes_what_keras_reads_on_any_backend():
+    x = np.array([[[0.0, 0.0], [1.0, 2.0], [0.0, 3.0]]], "float32")
+    out = keras.layers.Masking(mask_value=0.0)(x)
+    mask = compat.backend_keras_mask(out)
+    assert mask is not None, moved("backend_keras_mask", "keras.src.backend.common.masking")
+    np.testing.assert_array_equal(mask, np.any(x != 0.0, axis=-1))
+    # A tensor that refuses attributes (as JAX arrays do): Keras's table keeps its mask.
+    refuses = np.zeros(4)
+    compat.set_backend_keras_mask(refuses, tf.constant([True, False, True, False]))
+    np.testing.assert_array_equal(compat.backend_keras_mask(refuses), [True, False, True, False])
+    compat.set_backend_keras_mask(refuses, None)
+    assert compat.backend_keras_mask(refuses) is None
+
+    class Masked(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            values = tf.identity(y_pred)
+            compat.set_backend_keras_mask(values, tf.constant([True, False, True, False]))
+            return values
+
+    got = Masked()(tf.zeros([4]), tf.constant([1.0, 20.0, 3.0, 40.0]))
+    assert float(got) == pytest.approx(2.0), moved(  # (1 + 3) / 2: Keras read the mask
+        "set_backend_keras_mask", "keras.src.backend.common.masking")
+
+
 def test_keras_logits_reads_what_keras_sigmoid_and_softmax_set():
     z = tf.constant([[2.0, -1.0, 0.5]])
     for activation in (keras.activations.sigmoid, keras.activations.softmax):

@@ -30,7 +30,13 @@ Where the backends differ from TensorFlow:
   two XLA-compiled loss kernels have no counterpart; under `jax.jit` XLA compiles the step).
 - `ignore_class`: the ignored samples' loss is 0 and carries a Keras mask, which
   `keras.losses.Loss` uses to average over the counted samples (Keras keeps the masks of JAX
-  arrays in a table of its own).
+  arrays in a table of its own). The binary losses' `ignore_class` (a label outside [0, 1])
+  leaves out entries; a row with every entry ignored is masked.
+- `normalize` ("positives", "positives_per_image"; with `background_class` on the softmax
+  losses): the summed loss over the number of positives of the batch. TensorFlow sums that
+  count over the replicas of `tf.distribute`; on JAX under `keras.distribution` a training step
+  is one program over the global (sharded) batch, so the count is the global one without any
+  all-reduce. PyTorch has no Keras distribution: a process's own batch.
 """
 
 from keras_afl._portable.losses._core import set_trace_options, trace_options

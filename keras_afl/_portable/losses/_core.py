@@ -22,6 +22,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_afl import _keras_compat
 from keras_afl._backend import custom_derivative, ops
 from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl._portable._inputs import as_float
@@ -200,16 +201,13 @@ def focal_factor(m, gamma):
 
 
 def get_mask(x):
-    """The Keras mask of a tensor, or None (Keras keeps masks of JAX arrays in a table by id)."""
-    from keras.src.backend.common.masking import get_keras_mask  # no public API
-
-    return get_keras_mask(x)
+    """The Keras mask of a tensor, or None (Keras keeps masks of JAX arrays in a table by id;
+    private Keras API, read through `keras_afl._keras_compat`)."""
+    return _keras_compat.backend_keras_mask(x)
 
 
 def set_mask(x, mask):
-    from keras.src.backend.common.masking import set_keras_mask  # no public API
-
-    set_keras_mask(x, mask)
+    _keras_compat.set_backend_keras_mask(x, mask)
 
 
 def public_loss(body):
