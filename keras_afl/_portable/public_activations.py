@@ -22,7 +22,9 @@ __all__ = ["relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softmax", "elu", "
 SELU_ALPHA = _math.SELU_ALPHA
 SELU_SCALE = _math.SELU_SCALE
 
-_register = keras.saving.register_keras_serializable(package="keras_afl")
+# On TensorFlow the registered names belong to keras_afl._tf_activations (see
+# keras_afl._portable.losses._core.register).
+from keras_afl._portable.losses._core import register as _register  # noqa: E402
 
 
 def _attach_logits(y, logits, activation=None, axis=None):

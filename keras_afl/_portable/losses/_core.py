@@ -28,7 +28,19 @@ from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl._portable._inputs import as_float
 from keras_afl._portable._logits import carried_logits
 
-register = keras.saving.register_keras_serializable(package="keras_afl")
+def _registrar():
+    """Registers the portable classes under keras_afl's names on JAX and PyTorch only.
+
+    On TensorFlow the registered names belong to keras_afl.losses's classes; a TensorFlow process
+    that imports this module (the cross-backend tests do) must not take them over."""
+    from keras_afl._backend import backend
+
+    if backend() == "tensorflow":
+        return lambda obj: obj
+    return keras.saving.register_keras_serializable(package="keras_afl")
+
+
+register = _registrar()
 HALF = ("float16", "bfloat16")
 
 
