@@ -22,7 +22,8 @@ V = np.linspace(-1.0, 1.5, Z.size).reshape(Z.shape)  # the direction
 
 
 def _plain_bce(y, z, pos_weight=1.0):
-    return tf.reduce_mean((1.0 - y) * tf.math.softplus(z) + pos_weight * y * tf.math.softplus(-z), -1)
+    ce = (1.0 - y) * tf.math.softplus(z) + pos_weight * y * tf.math.softplus(-z)
+    return tf.reduce_mean(ce, -1)
 
 
 def _plain_focal(y, z, gamma, alpha):

@@ -240,7 +240,8 @@ def test_tensorflow_saved_ignore_and_normalize_losses_load_and_equal_tensorflow(
     loss = getattr(L, cls)(**settings, dtype="float64")
     assert module.startswith("keras_afl._portable.losses"), module
     assert config == json.loads(json.dumps(loss.get_config()))
-    assert {k for k in ("ignore_class", "normalize", "background_class") if k in settings} <= set(config)
+    new = {"ignore_class", "normalize", "background_class"}
+    assert {k for k in new if k in settings} <= set(config)  # saved when set
     y, x, sw = P.normalized_inputs(kind, sw_name)
     x = tf.constant(x)
     with tf.GradientTape() as tape:
