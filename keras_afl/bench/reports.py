@@ -131,6 +131,8 @@ def write_reports(result, out_dir, command="", notes=""):
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1)
     m, s = result["machine"], result["settings"]
+    # the activations and losses suites (the sweep states its own sizes and repeats)
+    sized = any(r["group"] in ("activation", "loss", "check") for r in result["rows"])
     md = ["# keras_afl benchmark results", "",
           f"Command: `{command}`  " if command else "",
           f"Started {result['started']}, took {result['duration_s']:.0f} s; load average (1, 5, 15 min) "
@@ -140,14 +142,15 @@ def write_reports(result, out_dir, command="", notes=""):
           f"Python {m['python']}, NumPy {m['numpy']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
           f"keras_afl {m['keras_afl']} (fused losses: {'on' if m['fused_losses'] else 'off'}). "
           f"Calling an empty `tf.function` takes {m['call_overhead_ms']:.3f} ms here.  ",
-          f"Sizes 2^{', 2^'.join(map(str, s['sizes_log2']))} elements; dtypes {', '.join(s['dtypes'])}; "
-          f"modes {', '.join(s['modes'])}; {s['repeats']} timed repeats per case after warm-up, "
-          "ours, the reference, a read and a write called in turn; medians.", "",
+          (f"Sizes 2^{', 2^'.join(map(str, s['sizes_log2']))} elements; " if sized else "")
+          + f"dtypes {', '.join(s['dtypes'])}; modes {', '.join(s['modes'])}"
+          + (f"; {s['repeats']} timed repeats per case after warm-up, ours, the reference, a read and "
+             "a write called in turn; medians." if sized else "."), "",
           "Ratios are ours / reference: below 1 is faster (or smaller). \"vs floor\" is ours over the "
           "time to move the bytes that must move at the speed of a copy of the same size, timed in the "
           "same loop. Training rows are milliseconds per step (the steps/s ratio is 1 / ratio); the "
           "memory row is peak resident set size in MiB.", "",
-          "## Targets", "", summary_table(result), ""]
+          *(["## Targets", "", summary_table(result), ""] if result["summary"] else [])]
     same = same_program_table(result)
     if same:
         md += ["## Same program as the built-in", "",
