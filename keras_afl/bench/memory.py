@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_afl
+from keras_afl.bench.classifier import classifier, classifier_data
 
 USAGE = ("usage: python -m keras_afl.bench.memory ours|builtin mlp DEPTH WIDTH BATCH STEPS\n"
          "       python -m keras_afl.bench.memory ours|builtin dense SIZE CLASSES BATCH STEPS\n"
@@ -101,19 +102,6 @@ def measure(ours, kind, a, b, batch, steps):
     for _ in range(steps):
         model.train_function(it)
     return {"peak_mib": peak_mib(), "before_mib": before}
-
-
-def classifier(output):
-    """The classifier of the "classifier" suite: 784 -> 3 x Dense(256, relu) -> Dense(10, output)."""
-    hidden = [keras.layers.Dense(256, activation="relu") for _ in range(3)]
-    return keras.Sequential([keras.Input((784,)), *hidden, keras.layers.Dense(10, activation=output)])
-
-
-def classifier_data(batch, batches=4):
-    """(x, one-hot y) for `batches` batches of the classifier."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch * batches, 784)).astype("float32")
-    return x, np.eye(10, dtype="float32")[rng.integers(0, 10, batch * batches)]
 
 
 def _measure_classifier(ours, name, mode, batch, steps):

@@ -23,7 +23,7 @@ from keras_afl import losses as L
 from keras_afl.bench.cases import (ACTIVATIONS, CLASSIFIER_BATCHES, CLASSIFIER_LOSSES, LOSSES,
                                    MEMORY_CASES, QUICK_MEMORY_CASES, TARGETS, activation_inputs,
                                    check_cases, loss_cases, loss_inputs)
-from keras_afl.bench.memory import classifier, classifier_data
+from keras_afl.bench.classifier import classifier, classifier_data
 from keras_afl.bench.programs import same_program
 from keras_afl.bench.timing import (Row, activation_step, bandwidth_steps, iqr, log2, loss_step,
                                     repeats_at, round_robin, timed_row)
