@@ -2,7 +2,7 @@
 
 JAX: `keras.distribution.DataParallel` over 2 host devices
 (XLA_FLAGS=--xla_force_host_platform_device_count=2) gives the single-device loss and gradients
-for every keras_afl loss (one SGD step with learning rate 1: the weight change is the gradient).
+for every keras_afl loss, positives normalisation included (one SGD step with learning rate 1: the weight change is the gradient).
 
 PyTorch: Keras 3 has no distribution backend for PyTorch (keras/src/backend/torch has no
 distribution_lib: `keras.distribution.list_devices()` fails there), so multi-device PyTorch
@@ -58,6 +58,12 @@ def step(name):
 
 JAX = LOSSES + """
 import json
+# RetinaNet's reduction: on JAX a step is one program over the global batch, so the count of
+# positives is the global one without an all-reduce of its own.
+labels = binary.copy()
+labels[::3, 0] = -1.0
+CASES["focal_positives"] = (F.FocalLoss(from_logits=True, ignore_class=-1, normalize="positives"),
+                            labels, None)
 devices = keras.distribution.list_devices()
 assert len(devices) == 2, devices
 out = {}
@@ -105,7 +111,7 @@ def _result(stdout):
 def test_jax_data_parallel_equals_one_device_for_every_loss():
     out = _result(run_python(JAX, env={
         "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
-    assert len(out) == 12
+    assert len(out) == 13
     for name, (single, split, grad_diff, grad_size) in out.items():
         assert abs(single - split) <= 1e-6 * max(1.0, abs(single)), (name, single, split)
         assert grad_size > 1e-4, name  # a live gradient, compared
