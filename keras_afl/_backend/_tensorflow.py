@@ -38,6 +38,21 @@ class ops:
     zeros_like = staticmethod(tf.zeros_like)
 
     @staticmethod
+    def relu_grad(g, x):
+        """g where x > 0, else 0 (relu's derivative times g; 0 at x = 0)."""
+        return tf.where(x > 0, g, tf.zeros_like(g))
+
+    @staticmethod
+    def leaky_relu(x, slope):
+        """x where x > 0, else slope * x; `slope` a Python float."""
+        return tf.where(x > 0, x, x * tf.constant(slope, x.dtype))
+
+    @staticmethod
+    def leaky_relu_grad(g, x, slope):
+        """g where x > 0, else slope * g (slope at x = 0); `slope` a Python float."""
+        return tf.where(x > 0, g, g * tf.constant(slope, g.dtype))
+
+    @staticmethod
     def sum(x, axis=None, keepdims=False):
         return tf.reduce_sum(x, axis=axis, keepdims=keepdims)
 

@@ -23,21 +23,20 @@ def relu(x):
 
     def backward(xs, y, saved, g):
         (x,) = xs
-        return (o.where(x > 0, g, o.zeros_like(g)),)
+        return (o.relu_grad(g, x),)
 
     return custom_derivative(forward, backward)(x)
 
 
 def leaky_relu(x, negative_slope):
     o = ops()
-    a = o.scalar(negative_slope, x)
 
     def forward(x):
-        return o.where(x > 0, x, a * x), ()
+        return o.leaky_relu(x, float(negative_slope)), ()
 
     def backward(xs, y, saved, g):
         (x,) = xs
-        return (o.where(x > 0, g, a * g),)
+        return (o.leaky_relu_grad(g, x, float(negative_slope)),)
 
     return custom_derivative(forward, backward)(x)
 
