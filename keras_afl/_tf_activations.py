@@ -27,7 +27,8 @@ import keras
 import tensorflow as tf
 
 from keras_afl import _keras_compat
-from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis, sum_to_shape
+from keras_afl._grad_utils import as_float_tensor, check_number, sum_to_shape
+from keras_afl._portable.activations import softmax_axis
 
 __all__ = ["relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softmax", "elu", "selu"]
 
@@ -327,7 +328,8 @@ def softmax(x, axis=-1):
 
     Args:
         x: Floating-point tensor.
-        axis: Int or tuple of ints, the axis (axes) that sum to 1.
+        axis: Int, or tuple or list of distinct ints: the axis (axes) over
+            which the output sums to 1 (a one-element tuple is that axis).
 
     Returns:
         Tensor of the same shape and dtype as `x`.
@@ -338,7 +340,7 @@ def softmax(x, axis=-1):
     [[0.5, 0.5], [0.0, 1.0]]
     """
     x = as_float_tensor(x)
-    axis = normalize_axis(axis, x.shape.rank)
+    axis = softmax_axis(axis, x.shape.rank)
     several = isinstance(axis, tuple)
 
     @tf.custom_gradient

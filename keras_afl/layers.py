@@ -14,6 +14,7 @@ import keras
 
 from keras_afl import activations
 from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl._portable.activations import softmax_axis
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Softmax", "ELU", "SELU"]
 
@@ -186,6 +187,11 @@ def _dims(shape):
         return None
 
 
+def _rank(shape):
+    dims = _dims(shape)
+    return None if dims is None else len(dims)
+
+
 def _fit_mask(mask, input_shape):
     """The mask, with a trailing axis added if it is a timestep mask; ValueError if it cannot apply."""
     m, x = _dims(mask.shape), _dims(input_shape)
@@ -233,7 +239,8 @@ class Softmax(keras.layers.Layer):
     ValueError naming both shapes.
 
     Args:
-        axis: Int or tuple of ints along which the output sums to 1.
+        axis: Int, or tuple or list of distinct ints, along which the output
+            sums to 1 (as `keras.layers.Softmax`, on every backend).
 
     Example:
     >>> import numpy as np, keras_afl
@@ -244,7 +251,7 @@ class Softmax(keras.layers.Layer):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        normalize_axis(axis, None)  # type check only; range is checked against the input
+        softmax_axis(axis, None)  # types and repeats; the range is checked against the input
         self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
         self.supports_masking = True
         _build_at_init(self)
@@ -252,17 +259,18 @@ class Softmax(keras.layers.Layer):
     def call(self, inputs, mask=None):
         ops = keras.ops
         inputs = ops.convert_to_tensor(inputs)
+        axis = softmax_axis(self.axis, _rank(inputs.shape))
         if mask is None:
-            return activations.softmax(inputs, axis=self.axis)
+            return activations.softmax(inputs, axis=axis)
         mask = _fit_mask(ops.convert_to_tensor(mask), inputs.shape)
         if keras.backend.standardize_dtype(mask.dtype) != "bool":
             mask = mask > 0.5
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         logits = ops.where(mask, inputs, ops.cast(_large_negative(dtype), dtype))
-        y = activations.softmax(logits, axis=self.axis) * ops.cast(mask, dtype)
-        if isinstance(self.axis, tuple):  # as the function: no logits over several axes
+        y = activations.softmax(logits, axis=axis) * ops.cast(mask, dtype)
+        if isinstance(axis, tuple):  # as the function: no logits over several axes
             return y
-        return activations._attach_logits(y, logits, "softmax", self.axis)
+        return activations._attach_logits(y, logits, "softmax", axis)
 
     def compute_output_shape(self, input_shape):
         return input_shape

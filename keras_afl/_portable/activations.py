@@ -2,17 +2,23 @@
 
 Conventions at kinks are TensorFlow's: relu'(0) = 0, leaky_relu'(0) = prelu'(0) = slope,
 elu'(0) = 1, selu'(0) = lambda. Every branch is chosen from the input x, never from the output
-(elu with alpha = 0 outputs -0.0 for x < 0). Half precision (float16, bfloat16) is computed in
-the input dtype, as the native kernels do.
+(elu with alpha = 0 outputs -0.0 for x < 0).
+
+Half precision (float16, bfloat16): elu and selu compute in float32 and round once to the input
+dtype, value and derivative, as ATen's elu kernel does (their constants rounded to bfloat16 are
+off by up to 0.4 %: selu(-1.234375) came out -1.234375 instead of -1.25). The others call the
+backend's kernels (`ops()`), which round once themselves or compute as Keras's own activations do.
 """
 
 from __future__ import annotations
 
 from keras_afl._backend import custom_derivative, ops
+from keras_afl._grad_utils import normalize_axis
 from keras_afl._portable._logits import attach_logits
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+HALF_DTYPES = ("float16", "bfloat16")
 
 
 def relu(x):
@@ -90,21 +96,69 @@ def tanh(x):
     return custom_derivative(forward, backward)(x)
 
 
+def softmax_axis(axis, rank, name="axis"):
+    """A softmax's `axis`, checked (every backend, the function and the layer): a non-negative int,
+    or a tuple of two or more distinct non-negative ints; one axis in a tuple or list is that int.
+    With `rank` None (unknown), negative axes stay as given and only types and repeats are checked.
+    Raises TypeError/ValueError naming the argument, the value and the fix."""
+    axes = normalize_axis(axis, rank, name=name)
+    if not isinstance(axes, tuple):
+        return axes
+    if not axes:
+        raise ValueError(
+            f"`{name}`={axis!r} names no axis: a softmax over no axes is 1 everywhere. Fix: give "
+            "the axis (or tuple of axes) that should sum to 1, e.g. -1 for the last."
+        )
+    if len(set(axes)) != len(axes):
+        raise ValueError(
+            f"`{name}`={axis!r} names an axis more than once (as {axes} for an input of rank "
+            f"{rank}). Fix: name each axis once, e.g. {tuple(dict.fromkeys(axes))}."
+        )
+    return axes[0] if len(axes) == 1 else axes
+
+
+def _softmax_over_axes(o, x, axes):
+    """Softmax over the tuple of non-negative `axes` at once: the axes moved last and merged into
+    one, the backend's softmax over it, and back (as `keras.ops.softmax` does for a tuple)."""
+    rank = len(x.shape)
+    last = tuple(range(rank - len(axes), rank))
+    moved = o.moveaxis(x, axes, last)
+    shape = tuple(moved.shape)
+    y = o.softmax(o.reshape(moved, shape[: rank - len(axes)] + (-1,)), axis=-1)
+    return o.moveaxis(o.reshape(y, shape), last, axes)
+
+
 def softmax(x, axis):
+    """`axis`: a non-negative int, or a tuple of them (the output sums to 1 over all of them; no
+    logits recorded, as on TensorFlow)."""
     o = ops()
+    several = isinstance(axis, tuple)
 
     def forward(x):
-        return o.softmax(x, axis=axis), ()
+        return (_softmax_over_axes(o, x, axis) if several else o.softmax(x, axis=axis)), ()
 
     def backward(xs, y, saved, g):
+        # s * (g - <g, s>), the inner product over every softmax axis.
         return (y * (g - o.sum(g * y, axis=axis, keepdims=True)),)
 
-    return attach_logits(custom_derivative(forward, backward)(x), x, "softmax", axis)
+    y = custom_derivative(forward, backward)(x)
+    return y if several else attach_logits(y, x, "softmax", axis)
 
 
 def elu(x, alpha, scale=1.0):
-    """scale * elu_alpha(x); selu is elu with SELU's alpha and scale."""
+    """scale * elu_alpha(x); selu is elu with SELU's alpha and scale.
+
+    float16/bfloat16 inputs are computed in float32 and rounded once (value and derivative:
+    the casts are differentiated by the backend).
+    """
     o = ops()
+    name = o.dtype_name(x)
+    if name in HALF_DTYPES:
+        return o.cast(_elu(o, o.cast(x, "float32"), alpha, scale), name)
+    return _elu(o, x, alpha, scale)
+
+
+def _elu(o, x, alpha, scale):
     a = o.scalar(alpha, x)
     s = o.scalar(scale, x)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_afl._grad_utils import check_number, normalize_axis
+from keras_afl._grad_utils import check_number
 from keras_afl._portable import _logits
 from keras_afl._portable import activations as _math
 from keras_afl._portable._inputs import as_float
@@ -102,9 +102,10 @@ def tanh(x):
 
 @_register
 def softmax(x, axis=-1):
-    """Softmax over `axis` (an int); derivative y * (g - sum(g * y, axis))."""
+    """Softmax over `axis`, an int or a tuple/list of axes (summing to 1 over all of them);
+    derivative y * (g - sum(g * y, axis)), the sum over every axis given."""
     x = as_float(x)
-    return _math.softmax(x, normalize_axis(axis, len(x.shape)))
+    return _math.softmax(x, _math.softmax_axis(axis, len(x.shape)))
 
 
 @_register
