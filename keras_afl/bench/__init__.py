@@ -57,21 +57,41 @@ sweep, which forces the losses' paths through `keras_afl.losses._crossover`.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 
-from keras_afl.bench.cases import (ACTIVATIONS, CHECK_SIZE, CLASSIFIER_BATCHES, CLASSIFIER_LOSSES,
-                                   DEFAULT_SIZES, DEFAULT_SUITES, DTYPES, LOSSES, MEMORY_CASES, MODES,
-                                   QUICK_ACTIVATIONS, QUICK_LOSSES, QUICK_MEMORY_CASES, SUITES,
-                                   TARGETS, check_cases)
-from keras_afl.bench.programs import same_program
-from keras_afl.bench.reports import (main_table, same_program_table, summary, summary_table,
-                                     terminal_table, write_reports)
-from keras_afl.bench.suites import (bench_activations, bench_checks, bench_classifier, bench_losses,
-                                    bench_memory, bench_training)
-from keras_afl.bench.sweep import (SWEEP_REPEATS, SWEEP_SIZES, bench_sweep_activations,
-                                   bench_sweep_losses, crossover_table, kernel_counts, plot_sweep,
-                                   sweep_summary)
-from keras_afl.bench.timing import Progress, call_overhead_ms, load, machine
+# The TensorFlow harness's public names -> the module that defines them. They are imported when
+# first used (PEP 562), not with the package: `keras_afl.bench.backends`, the harness of JAX and
+# PyTorch, imports this package and must not need TensorFlow.
+_NAMES = {
+    "cases": ("ACTIVATIONS", "CHECK_SIZE", "CLASSIFIER_BATCHES", "CLASSIFIER_LOSSES",
+              "DEFAULT_SIZES", "DEFAULT_SUITES", "DTYPES", "LOSSES", "MEMORY_CASES", "MODES",
+              "QUICK_ACTIVATIONS", "QUICK_LOSSES", "QUICK_MEMORY_CASES", "SUITES", "TARGETS",
+              "check_cases"),
+    "programs": ("same_program",),
+    "reports": ("main_table", "same_program_table", "summary", "summary_table", "terminal_table",
+                "write_reports"),
+    "suites": ("bench_activations", "bench_checks", "bench_classifier", "bench_losses",
+               "bench_memory", "bench_training"),
+    "sweep": ("SWEEP_REPEATS", "SWEEP_SIZES", "bench_sweep_activations", "bench_sweep_losses",
+              "crossover_table", "kernel_counts", "plot_sweep", "sweep_summary"),
+    "timing": ("Progress", "call_overhead_ms", "load", "machine"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:  # a submodule (`from keras_afl.bench import backends`) is imported instead
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_MODULE_OF})
+
 
 __all__ = ["run", "same_program", "write_reports", "terminal_table", "main_table", "summary",
            "summary_table", "same_program_table", "TARGETS", "ACTIVATIONS", "LOSSES", "SUITES",
@@ -80,6 +100,9 @@ __all__ = ["run", "same_program", "write_reports", "terminal_table", "main_table
 
 
 def _plan_size(suites, names_a, names_l, sizes, dtypes, modes, quick, sweep_sizes):
+    from keras_afl.bench.cases import (CLASSIFIER_BATCHES, CLASSIFIER_LOSSES, MEMORY_CASES,
+                                       QUICK_MEMORY_CASES, check_cases)
+
     n = len(check_cases()) * len(modes) * ("checks" in suites)
     if "sweep" in suites:
         n += (len(names_a) + len(names_l)) * len(sweep_sizes) * len(dtypes) * len(modes)
@@ -101,7 +124,7 @@ def _check_names(values, valid, argument, what):
                              f"Fix: pass names from that list (or leave `{argument}` at its default).")
 
 
-def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suites=DEFAULT_SUITES,
+def run(*, quick=False, sizes=None, dtypes=None, modes=None, repeats=None, suites=None,
         activations=None, losses=None, progress=True):
     """Runs the benchmark suites; returns a JSON-ready dict (see `write_reports`).
 
@@ -111,7 +134,7 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
         sizes: log2 of the element counts of the activation and loss inputs
             (default 16, 20, 24; quick: 12; the sweep: 10, 12, ..., 24, quick: 10, 12).
         dtypes: Input dtypes (default float32 and bfloat16; quick: float32).
-        modes: "graph" and/or "xla" (the inner `tf.function`'s `jit_compile`).
+        modes: "graph" and/or "xla" (the inner `tf.function`'s `jit_compile`; default both).
         repeats: Timed calls per case after warm-up (default 10, the sweep 5 at 2^22 and up and
             more below (`sweep.sweep_repeats`); quick: 3).
         suites: Any of "activations", "losses", "training", "memory", "checks" (the cost
@@ -122,6 +145,18 @@ def run(*, quick=False, sizes=None, dtypes=None, modes=MODES, repeats=None, suit
         activations, losses: Case names to run (default: all; quick: a few).
         progress: Draw a progress bar on stderr.
     """
+    from keras_afl.bench.cases import (ACTIVATIONS, CHECK_SIZE, DEFAULT_SIZES, DEFAULT_SUITES,
+                                       DTYPES, LOSSES, MODES, QUICK_ACTIVATIONS, QUICK_LOSSES,
+                                       SUITES)
+    from keras_afl.bench.reports import summary
+    from keras_afl.bench.suites import (bench_activations, bench_checks, bench_classifier,
+                                        bench_losses, bench_memory, bench_training)
+    from keras_afl.bench.sweep import (SWEEP_REPEATS, bench_sweep_activations, bench_sweep_losses,
+                                       crossover_table, kernel_counts, sweep_summary)
+    from keras_afl.bench.timing import Progress, call_overhead_ms, load, machine
+
+    modes = MODES if modes is None else modes
+    suites = DEFAULT_SUITES if suites is None else suites
     _check_names(suites, SUITES, "suites", "suite")
     _check_names(modes, MODES, "modes", "mode")
     names_a = list((QUICK_ACTIVATIONS if quick else ACTIVATIONS) if activations is None else activations)
