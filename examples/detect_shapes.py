@@ -226,18 +226,56 @@ def default_losses():
 
 def detect(model, x, anc, *, score=0.05, iou_threshold=0.5, max_boxes=100):
     """Per image, (boxes (n, 4), scores (n,), classes (n,)) after per-class NMS."""
-    import tensorflow as tf
-
     out = model.predict(x, verbose=0, batch_size=64)
     probs = 0.5 * (1 + np.tanh(out["cls"] / 2))  # sigmoid, without overflow
     boxes = np.stack([decode(t, anc) for t in out["box"]])
-    nms = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, [1, 0, 3, 2]], probs, max_output_size_per_class=max_boxes,
-        max_total_size=max_boxes, iou_threshold=iou_threshold, score_threshold=score,
-        clip_boxes=False)
-    b, s, c, n = (np.asarray(v) for v in nms)
-    return [(b[i, :n[i]][:, [1, 0, 3, 2]], s[i, :n[i]], c[i, :n[i]].astype(int))
-            for i in range(len(x))]
+    return [nms(b, p, iou_threshold=iou_threshold, score_threshold=score,
+                max_per_class=max_boxes, max_total=max_boxes) for b, p in zip(boxes, probs)]
+
+
+def nms(boxes, scores, *, iou_threshold=0.5, score_threshold=0.05, max_per_class=100,
+        max_total=100):
+    """Per-class greedy non-maximum suppression, then the best `max_total` boxes of all classes.
+
+    `boxes` (n, 4) x0 y0 x1 y1 are shared by the classes, `scores` (n, classes). In NumPy on
+    the host, so it runs on every Keras backend, with the numbers of TensorFlow's
+    `tf.image.combined_non_max_suppression(..., clip_boxes=False)` (tested against it): per
+    class, the boxes scoring above `score_threshold` in decreasing order, each kept when its IoU
+    with every box kept before it is at most `iou_threshold`, up to `max_per_class`; then all
+    kept boxes by decreasing score, up to `max_total`. IoU in float32, computed as TensorFlow's
+    kernel does. Boxes of equal score are taken in index order (TensorFlow's order for them is
+    unspecified).
+
+    Returns:
+        (boxes (m, 4), scores (m,), classes (m,)), best first.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    scores = np.asarray(scores, np.float32)
+    lo, hi = np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])
+    area = (hi[:, 0] - lo[:, 0]) * (hi[:, 1] - lo[:, 1])
+
+    def iou_with(i, others):
+        side = np.maximum(np.minimum(hi[i], hi[others]) - np.maximum(lo[i], lo[others]), 0)
+        inter = side[:, 0] * side[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = inter / (area[i] + area[others] - inter)
+        return np.where((area[i] <= 0) | (area[others] <= 0), np.float32(0), iou)
+
+    per_class = min(max_per_class, len(boxes))
+    kept_index, kept_class = [], []
+    for c in range(scores.shape[1]):
+        s = scores[:, c]
+        order = np.flatnonzero(s > np.float32(score_threshold))
+        order = order[np.argsort(-s[order], kind="stable")]
+        kept = []
+        while order.size and len(kept) < per_class:
+            kept.append(order[0])
+            order = order[1:][iou_with(order[0], order[1:]) <= np.float32(iou_threshold)]
+        kept_index += kept
+        kept_class += [c] * len(kept)
+    index, classes = np.asarray(kept_index, int), np.asarray(kept_class, int)
+    best = np.argsort(-scores[index, classes], kind="stable")[:max_total]
+    return boxes[index[best]], scores[index[best], classes[best]], classes[best]
 
 
 def coco_map(true_boxes, true_classes, detections, *, small=12):

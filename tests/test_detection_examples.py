@@ -54,6 +54,52 @@ def test_iou_matrix_matches_a_pairwise_loop():
     np.testing.assert_allclose(det.iou(a, b), want, rtol=1e-12)
 
 
+def _clustered_boxes(rng, n):
+    """`n` boxes x0 y0 x1 y1 in clusters (so that many overlap), a quarter with their corners
+    swapped and a few of zero width; float32."""
+    centres = rng.uniform(0, 64, (max(1, n // 8), 2))
+    c = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 2, (n, 2))
+    wh = np.exp(rng.uniform(np.log(3), np.log(25), (n, 2)))
+    boxes = np.concatenate([c - wh / 2, c + wh / 2], 1).astype("float32")
+    boxes[: n // 4] = boxes[: n // 4][:, [2, 3, 0, 1]]
+    boxes[:2, 2] = boxes[:2, 0]
+    return boxes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_selects_what_tensorflow_combined_nms_selects(seed):
+    """The NumPy NMS of `detect` (every backend) against `tf.image.combined_non_max_suppression`
+    with the thresholds and limits drawn at random: the same boxes, scores, classes, order."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 400)), int(rng.integers(1, 5))
+    boxes = _clustered_boxes(rng, n)
+    scores = (rng.uniform(0, 1, (n, k)) ** 3).astype("float32")  # distinct: no tie to order
+    per_class, total = int(rng.integers(1, 120)), int(rng.integers(1, 150))
+    iou_t, score_t = float(rng.choice([0.3, 0.5, 0.7])), float(rng.choice([0.0, 0.05, 0.2]))
+    b, s, c, count = (np.asarray(v) for v in tf.image.combined_non_max_suppression(
+        boxes[None, :, None, [1, 0, 3, 2]], scores[None], per_class, total,
+        iou_threshold=iou_t, score_threshold=score_t, clip_boxes=False))
+    m = int(count[0])
+    got_b, got_s, got_c = det.nms(boxes, scores, iou_threshold=iou_t, score_threshold=score_t,
+                                  max_per_class=per_class, max_total=total)
+    assert len(got_s) == m
+    np.testing.assert_array_equal(got_b, b[0, :m][:, [1, 0, 3, 2]])
+    np.testing.assert_array_equal(got_s, s[0, :m])
+    np.testing.assert_array_equal(got_c, c[0, :m].astype(int))
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes_per_class():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], "float32")
+    scores = np.array([[0.9, 0.2], [0.8, 0.7], [0.01, 0.6]], "float32")
+    b, s, c = det.nms(boxes, scores, iou_threshold=0.5, score_threshold=0.05)
+    # class 0: box 1 (IoU 81/119 with box 0) is suppressed, box 2 is under the score threshold
+    np.testing.assert_array_equal(s, np.float32([0.9, 0.7, 0.6]))
+    np.testing.assert_array_equal(c, [0, 1, 1])
+    np.testing.assert_array_equal(b, boxes[[0, 1, 2]])
+    assert [len(v) for v in det.nms(boxes, np.zeros((3, 2), "float32"))] == [0, 0, 0]
+
+
 def test_anchors_tile_the_image_in_the_order_of_the_model_outputs():
     anc = det.anchors()
     cells, per_cell = det.IMAGE_SIZE // det.STRIDE, len(det.ANCHOR_SIZES) * len(det.ANCHOR_RATIOS)
@@ -190,6 +236,20 @@ def test_iou_and_dice_count_pixels_over_the_split():
     # class 0: TP 3, FP 1, FN 1
     assert s[0] == pytest.approx((3 / 5, 6 / 8))
     assert np.isnan(seg.iou_dice(np.zeros((2, 2), int), np.zeros((2, 2), int))[1]).all()
+
+
+def test_segmenter_smoke_says_why_a_class_has_no_score():
+    """The --smoke split (4 test images) holds no dark lesion: a model that predicts none (on
+    PyTorch) has IoU = Dice = 0 / 0 for it, printed as n/a with the reason, not as nan."""
+    x, y = seg.make_lesions(seg.SMOKE["images"])
+    test = y[-max(1, int(round(0.25 * len(y)))):]
+    assert not (test == 2).any() and (test == 1).any()
+    none_predicted = np.zeros_like(test)
+    iou, dice = seg.iou_dice(test, none_predicted)[2]
+    assert np.isnan(iou) and np.isnan(dice)
+    text = seg._scores_text("dark lesion", iou, dice, len(test))
+    assert "nan" not in text and "n/a" in text and "none in the 4 test images" in text
+    assert seg._scores_text("bright lesion", 0.25, 0.4, 4) == "bright lesion: IoU 0.250 Dice 0.400"
 
 
 def test_segmenter_losses_get_masks_in_their_format():
