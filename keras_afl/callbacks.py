@@ -119,6 +119,8 @@ class ActivationStats(keras.callbacks.Callback):
                             f"{log_dir!r} (type {type(log_dir).__name__}).")
         self.every = int(every)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        if self.log_dir is not None:
+            _require_summary_writer(self.log_dir)  # now, not after the first epoch's training
         self._x = _held_out_x(data)
         self.history = {}
         self.epochs = []
@@ -261,15 +263,31 @@ def _summary_writer(log_dir):
     TensorBoard's event files are written by TensorFlow, as Keras's own `TensorBoard` callback
     writes them on every backend.
     """
+    _require_summary_writer(log_dir)
+    import tensorflow as tf
+
+    return tf.summary.create_file_writer(log_dir)
+
+
+def _require_summary_writer(log_dir):
+    """ImportError naming the fix unless TensorFlow, which writes the event files, is installed.
+
+    Checked without importing TensorFlow (seconds, and a second framework in a JAX or PyTorch
+    process): `ActivationStats` checks at construction, before any training.
+    """
+    import importlib.util
+
     try:
-        import tensorflow as tf
-    except ImportError:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # a broken or half-imported package
+        found = False
+    if not found:
         raise ImportError(
             f"ActivationStats(log_dir={log_dir!r}) writes TensorBoard event files with "
-            "tf.summary, and TensorFlow is not installed. Fix: pip install tensorflow-cpu (any "
-            "Keras backend can keep running), or pass log_dir=None and read the figures from "
-            "`history` or the epoch logs.") from None
-    return tf.summary.create_file_writer(log_dir)
+            "tf.summary, and TensorFlow is not installed. Fix: pip install tensorflow-cpu (Keras "
+            "keeps running on its backend), or pass log_dir=None and keep the figures another "
+            "way: they are in `history`, the epoch logs and History, and "
+            "keras.callbacks.CSVLogger(path) placed after this callback writes them to a file.")
 
 
 def _figures(out, kind):

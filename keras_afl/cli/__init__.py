@@ -27,6 +27,7 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from keras_afl.cli.common import CLIError, ConfigError, quiet_tensorflow
@@ -47,8 +48,7 @@ def _choose_backend(name, argv):
     """
     if name is None:
         return
-    import os
-
+    _require_installed(name)
     keras = sys.modules.get("keras")
     if keras is not None:
         current = keras.backend.backend()
@@ -64,6 +64,30 @@ def _choose_backend(name, argv):
                 f"set KERAS_BACKEND={name} before Python starts.")
         return
     os.environ["KERAS_BACKEND"] = name
+
+
+# --backend -> (the module Keras imports for it, its name in words, the extra that installs it)
+_BACKEND_LIBRARIES = {"tensorflow": ("tensorflow", "TensorFlow", "cpu"),
+                      "jax": ("jax", "JAX", "jax"), "torch": ("torch", "PyTorch", "torch")}
+
+
+def _require_installed(name):
+    """CLIError (one line, exit 2) unless the library of backend `name` can be imported."""
+    import importlib.util
+
+    def installed(backend):
+        try:
+            return importlib.util.find_spec(_BACKEND_LIBRARIES[backend][0]) is not None
+        except (ImportError, ValueError):
+            return False
+
+    if installed(name):
+        return
+    _, words, extra = _BACKEND_LIBRARIES[name]
+    others = [b for b in BACKENDS if b != name and installed(b)]
+    instead = f", or run on an installed one: --backend {' / '.join(others)}" if others else ""
+    raise CLIError(f"--backend {name}: {words} is not installed, so Keras cannot run on it. "
+                   f"Fix: pip install 'keras-afl[{extra}]'{instead}")
 
 
 def build_parser():
@@ -220,8 +244,35 @@ def _positive_int(text):
     return v
 
 
+# The exit status of a command whose reader went away (`keras-afl list --json | head`): what a
+# shell reports for a Unix tool that SIGPIPE ended, 128 + 13.
+EXIT_READER_GONE = 141
+
+
 def main(argv=None):
     """Runs `keras-afl` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # output to a pipe is buffered: a reader that left shows up here
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone():
+    """Stops quietly after the reader of stdout closed it (`keras-afl lint --json M | head`), as
+    a Unix tool does: no traceback, and nothing more written (Python flushes stdout once more at
+    exit, which would fail again: stdout goes to the null device). Returns EXIT_READER_GONE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is no file (in-process, redirected)
+        pass
+    return EXIT_READER_GONE
+
+
+def _run(argv):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
