@@ -34,6 +34,7 @@ __all__ = [
     "loss_functions", "loss_reduction", "keras_mask", "set_keras_mask", "backend_keras_mask",
     "set_backend_keras_mask", "keras_logits",
     "set_keras_logits", "producer", "call_inputs", "optimization_barrier", "summary_scalar",
+    "explain_unknown_names", "compile_owner",
 ]
 
 # Attributes Keras reads and writes on tensors and layers (conventions of its source, not API).
@@ -113,6 +114,74 @@ def loss_functions():
         raise _moved("Keras's set of loss functions as a set", "loss_functions",
                      "EarlyStopping(mode='auto') on a keras_afl loss metric will maximize it.")
     return objects
+
+
+# Keras's name lookups: kind -> the module whose `get` resolves a string of that kind.
+_LOOKUP_MODULES = {"activation": "activations", "loss": "losses", "metric": "metrics"}
+
+
+def explain_unknown_names(explain):
+    """Makes Keras's error for an unknown string name say what to use instead.
+
+    `keras.activations.get`, `keras.losses.get` and `keras.metrics.get` raise
+    "Could not interpret ... identifier: NAME" for a name their table lacks. Each is replaced,
+    where Keras calls it (`keras.src.activations.get`: every layer's `activation=`;
+    `keras.src.losses.get`, `keras.src.metrics.get`: compile's names at the first fit/evaluate)
+    and where users call it (`keras.activations.get`, ...), by a wrapper that calls it and, when
+    it raises a ValueError for a string, raises that message followed by `explain(kind, name)`.
+    Nothing else changes. Safe to call again.
+
+    Why private: the lookups take no hook or custom message, and Keras's layers and trainer call
+    the functions of the `keras.src` modules.
+    """
+    import importlib
+
+    for kind, name in _LOOKUP_MODULES.items():
+        try:
+            modules = [importlib.import_module(f"keras.src.{name}"),
+                       importlib.import_module(f"keras.{name}")]
+            functions = [m.get for m in modules]
+        except (ImportError, AttributeError) as e:
+            raise _moved(f"Keras's name lookup keras.src.{name}.get", "explain_unknown_names",
+                         "An unknown name gets Keras's own error, without the closest names.",
+                         e) from e
+        wrapped = {}
+        for module, get in zip(modules, functions):
+            if getattr(get, "_keras_afl_explains", False):
+                continue
+            if id(get) not in wrapped:
+                wrapped[id(get)] = _explaining(get, kind, explain)
+            module.get = wrapped[id(get)]
+
+
+def _explaining(get, kind, explain):
+    @functools.wraps(get)
+    def lookup(identifier, *args, **kwargs):
+        try:
+            return get(identifier, *args, **kwargs)
+        except ValueError as e:
+            hint = explain(kind, identifier) if isinstance(identifier, str) else ""
+            if not hint:
+                raise
+            raise ValueError(f"{e}. {hint}") from None
+
+    lookup._keras_afl_explains = True
+    return lookup
+
+
+def compile_owner():
+    """The class whose `compile` is `keras.Model.compile` (Keras's `Trainer`).
+
+    A wrapper of `Model.compile` must replace the function on that class, not add one on
+    `keras.Model`: Keras's `compile_from_config` (called by `load_model`) compares a model's
+    `type(model).compile` with `Trainer.compile` and, when they differ, skips compiling the loaded
+    model. Why private: `Trainer` is not public API.
+    """
+    owner = next((c for c in keras.Model.__mro__ if "compile" in vars(c)), None)
+    if owner is None:
+        raise _moved("the class that defines keras.Model.compile", "compile_owner",
+                     "compile() cannot check names or resolve use_as_builtins() names.")
+    return owner
 
 
 # --------------------------------------------------------------------------- losses

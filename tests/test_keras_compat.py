@@ -62,6 +62,31 @@ def test_name_tables_are_what_keras_get_functions_read():
             table.pop(name, None)
 
 
+def test_explain_unknown_names_adds_to_the_error_of_every_lookup_keras_calls():
+    # keras_afl installed the wrappers on import (their text: keras_afl.registry); a second call
+    # changes nothing
+    compat.explain_unknown_names(lambda kind, name: f"HINT {kind} {name}")
+    lookups = (("activation", keras.activations.get, lambda n: keras.layers.Dense(1, activation=n)),
+               ("loss", keras.losses.get, keras.losses.get),
+               ("metric", keras.metrics.get, keras.metrics.get))
+    for kind, get, call in lookups:
+        assert getattr(get, "_keras_afl_explains", False), moved("explain_unknown_names",
+                                                                  f"keras.{kind}s.get")
+        with pytest.raises(ValueError, match=r"Could not interpret .*identifier: nope_x\. .+"):
+            call("nope_x")
+    assert keras.losses.get("mse") is keras.losses.mean_squared_error  # names still resolve
+    with pytest.raises(ValueError, match="Could not interpret loss identifier: 3$"):
+        keras.losses.get(3)  # not a string: Keras's message as it is
+
+
+def test_compile_owner_defines_the_compile_that_load_model_compares():
+    owner = compat.compile_owner()
+    assert "compile" in vars(owner) and keras.Model.compile is vars(owner)["compile"]
+    from keras.src.trainers.trainer import Trainer  # what compile_from_config compares with
+
+    assert owner is Trainer, moved("compile_owner", "Trainer.compile")
+
+
 def test_loss_functions_hold_keras_losses_and_ours():
     objects = compat.loss_functions()
     assert keras.losses.mean_squared_error in objects and keras.losses.MeanSquaredError in objects, \

@@ -368,15 +368,15 @@ def _versions(backend):
 
 
 def _device(backend):
-    if backend == "jax":
-        import jax
+    """The device in the words of `keras-afl check` ("CPU (JAX; no GPU visible)"), on PyTorch
+    with the number of CPU threads its operations use."""
+    from keras_afl.cli._autodiff import device
 
-        d = jax.devices()[0]
-        return f"{d.platform} {d.device_kind}"
-    import torch
+    if backend == "torch":
+        import torch
 
-    return (f"cuda {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
-            else f"cpu ({torch.get_num_threads()} threads)")
+        return f"{device()}, {torch.get_num_threads()} CPU thread(s)"
+    return device()
 
 
 def _load():
