@@ -102,7 +102,7 @@ _require_supported_backend()
 
 from keras_afl import activations, layers, losses, registry  # noqa: E402
 from keras_afl.registry import entries, entry, get, names, use_as_builtins  # noqa: E402
-from keras_afl import callbacks, diagnostics  # noqa: E402
+from keras_afl import _guard, callbacks, diagnostics  # noqa: E402
 from keras_afl.diagnostics import lint  # noqa: E402
 
 def _version():
@@ -118,6 +118,7 @@ def _version():
 __version__ = _version()
 
 registry.install()
+_guard.install()  # bad labels never change a model in a Keras step (keras_afl._guard)
 
 __all__ = [
     "activations", "layers", "losses", "registry", "callbacks", "diagnostics", "lint",

@@ -68,15 +68,20 @@ final activation in float32 under mixed precision.
 
 Labels that make no sense raise instead of giving a number: BCE and the
 binary focal loss take labels in [0, 1]; `hinge` labels in [0, 1] with
-`label_format="binary"` and in [-1, 1] with `"signed"` (`"auto"` takes any);
+`label_format="binary"` and in [-1, 1] with `"signed"` and `"auto"`;
 the sparse losses integer class ids in [0, num_classes) or `ignore_class` (a
-float id must be an integer: 1.7 is refused, not truncated to 1). Eagerly the
-error is an `InvalidLabelsError`, both a `ValueError` and a
-`tf.errors.InvalidArgumentError`; in graph mode (`tf.function`, `model.fit`)
-an `InvalidArgumentError` from an assertion. Both name the loss, `y_true`, the
-first bad value and the fix. Under XLA (`jit_compile=True`), which drops
-assertions, the samples with a bad label get a NaN loss and NaN gradients and
-the other samples are unaffected: a batch with bad labels shows a NaN loss.
+float id must be an integer: 1.7 is refused, not truncated to 1). The error
+is `InvalidLabelsError` (exported here), a `ValueError` -- on TensorFlow also
+a `tf.errors.InvalidArgumentError`, which graph mode raises from an
+assertion -- naming the loss, `y_true`, the first bad value and the fix.
+Inside Keras's `fit`/`evaluate`, on every backend and compile setting, a
+batch with a bad label raises it and changes no variable of the model or its
+optimizer (`keras_afl._guard`: where the step is compiled and cannot raise,
+under XLA and `jax.jit`, the step keeps the old values and keras_afl raises
+once it returns). Outside a Keras step, in a function compiled by XLA
+(`jit_compile=True`, `jax.jit`, `torch.compile`) that cannot raise, the
+samples with a bad label get a NaN loss and NaN gradients and the other
+samples are unaffected.
 Boolean labels are never checked (always 0 or 1); categorical labels are not
 checked. The checks add no pass over memory (see `_checks`): they cost
 about 0-6 % of a loss's time at 2^20 elements (`keras-afl bench --suites
@@ -117,6 +122,7 @@ to turn the compiled path off (for a device without XLA). Measurements:
 from keras_afl._backend import backend as _backend
 
 if _backend() == "tensorflow":
+    from keras_afl.losses._checks import InvalidLabelsError
     from keras_afl.losses._core import set_trace_options, trace_options
     from keras_afl.losses.binary import (
         BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
@@ -130,6 +136,7 @@ if _backend() == "tensorflow":
         sparse_categorical_focal,
     )
 else:
+    from keras_afl._portable.losses._checks import InvalidLabelsError
     from keras_afl._portable.losses import (  # noqa: F401
         BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
         MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
@@ -145,5 +152,5 @@ __all__ = [
     "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "FocalLoss", "CategoricalFocalLoss",
     "SparseCategoricalFocalLoss", "Huber", "Hinge",
-    "trace_options", "set_trace_options",
+    "trace_options", "set_trace_options", "InvalidLabelsError",
 ]

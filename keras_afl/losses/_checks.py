@@ -1,7 +1,7 @@
 """Label checks: labels that make no sense for a loss raise an error instead of giving a number.
 
 What is checked: BCE and the binary focal loss take labels in [0, 1]; hinge labels in [0, 1]
-with `label_format="binary"` and in [-1, 1] with `"signed"` (`"auto"` takes any labels); the
+with `label_format="binary"` and in [-1, 1] with `"signed"` and `"auto"`; the
 sparse losses take integer class ids in [0, num_classes) or equal to `ignore_class` (a float
 id such as 1.7 is refused, not truncated).
 
@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+
+from keras_afl import _guard
 
 _BIG = 1e38  # a label's distance outside its range, scaled to dwarf any loss
 
@@ -61,18 +63,24 @@ class LabelRule(NamedTuple):
         return loss - outside * _BIG
 
     def _message(self):
-        also = "" if self.ignore is None else f" or ignore_class={_fmt(self.ignore)}"
+        also = "" if self.ignore is None else f" or ignore_class={_guard.fmt(self.ignore)}"
         return f"{self.fn_name}: `y_true` must hold {self.expected}{also}; received"
 
     def _good(self, values):
         ok = (values >= self.low) & (values <= self.high)  # a NaN label is bad
         return ok if self.ignore is None else ok | (values == self.ignore)
 
+    def good(self, y):
+        """Per label: whether it is accepted (a tensor or a NumPy array)."""
+        return self._good(y)
+
+    def message_parts(self):
+        return self._message(), "flat index", "labels", self.fix
+
     def check_eagerly(self, y):
         """Raises an `InvalidLabelsError` naming the first label outside [low, high], if any."""
         values = y.numpy().reshape(-1)
-        _raise_first_bad(self._message(), values, self._good(values), "flat index", "labels",
-                         self.fix)
+        _raise_first_bad(self, values, self._good(values))
 
     def verdict(self, loss):
         return _verdict(loss)
@@ -89,7 +97,7 @@ class LabelRule(NamedTuple):
             return [self._message(), v, "at flat index", i, "(beyond the range by", beyond,
                     "; labels from", tf.reduce_min(flat), "to", tf.reduce_max(flat), f"). Fix: {self.fix}"]
 
-        _assert_lazily(ok, data, "check_labels")
+        return _assert_lazily(ok, data, "check_labels")
 
 
 class ClassIdRule(NamedTuple):
@@ -117,11 +125,18 @@ class ClassIdRule(NamedTuple):
             ok = ok & xp.equal(xp.floor(ids), ids)
         return ok if self.ignore_class is None else ok | xp.equal(ids, self.ignore_class)
 
+    def good(self, ids):
+        """Per id: whether it is accepted (a tensor; num_classes known)."""
+        return self._ok(ids, _TF)
+
+    def message_parts(self):
+        return (f"{self.fn_name}: {self._expected()}, with num_classes={self.num_classes}; "
+                "received", "index", "ids", self._FIX + ".")
+
     def check_eagerly(self, ids):
         """Raises an `InvalidLabelsError` naming the first invalid id, if any."""
-        values = ids.numpy()
-        _raise_first_bad(f"{self.fn_name}: {self._expected()}, with num_classes={self.num_classes}; "
-                         "received", values, self._ok(values, np), "index", "ids", self._FIX + ".")
+        values = ids.numpy().reshape(-1)
+        _raise_first_bad(self, values, self._ok(values, np))
 
     def verdict(self, loss):
         return _verdict(loss)
@@ -141,7 +156,7 @@ class ClassIdRule(NamedTuple):
             return head + [self.num_classes, "; received", values[i], "at index", i, "(ids from",
                            tf.reduce_min(values), "to", tf.reduce_max(values), f"). Fix: {self._FIX}."]
 
-        _assert_lazily(ok, data, "check_class_ids")
+        return _assert_lazily(ok, data, "check_class_ids")
 
 
 class _TF:
@@ -150,21 +165,14 @@ class _TF:
     equal, floor = staticmethod(tf.equal), staticmethod(tf.floor)
 
 
-def _raise_first_bad(head, values, ok, where, what, fix):
-    """Raises an `InvalidLabelsError` naming the first of `values` (flat, numpy) not ok."""
+def _raise_first_bad(rule, values, ok):
+    """Raises the `InvalidLabelsError` of `rule` naming the first of `values` (flat, NumPy) not ok."""
     bad = np.flatnonzero(~ok)
     if bad.size:
-        raise InvalidLabelsError(
-            f"{head} {_fmt(values[bad[0]])} at {where} {bad[0]} ({bad.size} of {values.size} bad; "
-            f"{what} from {_fmt(np.min(values))} to {_fmt(np.max(values))}). Fix: {fix}")
-
-
-def _fmt(value):
-    """A label as it reads in its own dtype: 1.7, -1, 1.000001 (float32's 1 + 2^-20), 3."""
-    value = np.asarray(value)[()]
-    if isinstance(value, np.floating):
-        return np.format_float_positional(value, unique=True, trim="-")
-    return str(value)
+        head, where, what, fix = rule.message_parts()
+        raise InvalidLabelsError(_guard.first_bad_message(
+            head, values[bad[0]], bad[0], bad.size, values.size, np.min(values), np.max(values),
+            where, what, fix))
 
 
 def _verdict(loss):
@@ -187,10 +195,13 @@ def under_xla():
 
 def _assert_lazily(ok, data, name):
     """An assertion whose data (a function returning it) is computed only when ok is False:
-    the `Assert` op inside the false branch of a tf.cond (XLA drops the Assert)."""
+    the `Assert` op inside the false branch of a tf.cond (XLA drops the Assert). Returns the
+    cond's output, for the gradients to wait on."""
 
     def fail():
-        tf.raw_ops.Assert(condition=ok, data=data(), summarize=8, name=name)
+        # In a guarded Keras step: BatchNormalization's statistics put back first (_guard).
+        with tf.control_dependencies(_guard.restore_before_failing()):
+            tf.raw_ops.Assert(condition=ok, data=data(), summarize=8, name=name)
         return tf.constant(False)
 
-    tf.cond(ok, lambda: tf.constant(True), fail, name=name)
+    return tf.cond(ok, lambda: tf.constant(True), fail, name=name)

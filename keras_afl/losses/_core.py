@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_afl import _keras_compat
 from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
 from keras_afl.losses import _crossover
+from keras_afl import _guard
 from keras_afl.losses._checks import _BIG, under_xla
 from keras_afl.losses._logits import _carried_logits
 
@@ -424,6 +425,14 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
         rule.check_eagerly(tensors[0])
         rule = None
     fused, ok, xla = _fused(x, like, body), [], rule is not None and under_xla()
+    gate = []  # graph mode: the label check, which every gradient waits for
+
+    def gated(dx):
+        if not gate:
+            return dx
+        with tf.control_dependencies(gate):
+            return tf.identity(dx)
+
     if fused:
         forward, backward = _compiled(body, settings, x.dtype, rule, xla)
 
@@ -433,7 +442,7 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
             ok.extend(verdict)
 
             def grad(upstream):
-                return backward(upstream, saved, x, *tensors)
+                return gated(backward(upstream, saved, x, *tensors))
 
             return loss, grad
 
@@ -443,16 +452,21 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
 
         @tf.custom_gradient
         def _loss(x):
-            return body(settings, x, *tensors)
+            loss, grad = body(settings, x, *tensors)
+            return loss, lambda upstream: gated(grad(upstream))
 
     with _labels_flagged(None if fused else rule):
         loss = _loss(x)
-    if rule is None or (fused and xla):
+    if rule is None:
         return loss
-    verdict, factor = rule.verdict(loss) if not fused else (ok[0], None)
     if xla:
-        return loss * tf.stop_gradient(factor)
-    rule.assert_ok(verdict, tensors[0])
+        # No assertion under XLA: NaN for the bad samples, and the verdict for a guarded Keras
+        # step, which keeps the weights and raises (keras_afl._guard).
+        _guard.record(rule, tensors[0])
+        return loss if fused else loss * tf.stop_gradient(rule.verdict(loss)[1])
+    verdict = rule.verdict(loss)[0] if not fused else ok[0]
+    # The assertion gates the gradient: a failed check stops the step before any update.
+    gate.append(rule.assert_ok(verdict, tensors[0]))
     return loss
 
 

@@ -1,11 +1,15 @@
 """Label checks on JAX and PyTorch, with the messages of `keras_afl.losses._checks`.
 
-Called eagerly (PyTorch unless compiled; JAX outside `jax.jit`), a loss given bad labels raises
-an `InvalidLabelsError` (a `ValueError`) naming the loss, `y_true`, the first bad value, how many
+Called eagerly (PyTorch, JAX outside `jax.jit`), a loss given bad labels raises an
+`InvalidLabelsError` (a `ValueError`) naming the loss, `y_true`, the first bad value, how many
 are bad and the fix. The check is one comparison and one reduction on the device, and one
-boolean read back; the message's numbers are computed only when it fails. While traced
-(`jax.jit`, `torch.compile`), where nothing can raise, the samples with a bad label get a NaN loss
-and NaN gradients, as TensorFlow's losses under XLA (the other samples are unaffected).
+boolean read back; the message's numbers are computed only when it fails. Labels that are
+concrete while `y_pred` is traced (closed over by a `jax.jit` function) are checked once, on the
+host, when the function is traced. While the labels themselves are traced (`jax.jit`,
+`torch.compile`), where nothing can raise, the samples with a bad label get a NaN loss and NaN
+gradients, as TensorFlow's losses under XLA (the other samples are unaffected); inside a Keras
+training or test step the loss also records its verdict, and the step keeps the weights and
+raises (`keras_afl._guard`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_afl import _guard
 from keras_afl._backend import ops
 
 
 class InvalidLabelsError(ValueError):
-    """Labels that make no sense for the loss (the `ValueError` side of TensorFlow's
-    `keras_afl.losses._checks.InvalidLabelsError`)."""
+    """Labels that make no sense for the loss: a `ValueError` naming the loss, `y_true`, the
+    first bad value and the fix (on TensorFlow also a `tf.errors.InvalidArgumentError`)."""
 
 
 def _nan_where(bad, like_dtype):
@@ -44,17 +49,26 @@ class LabelRule(NamedTuple):
         return ok if self.ignore is None else ok | (y == self.ignore)
 
     def _message(self):
-        also = "" if self.ignore is None else f" or ignore_class={_fmt(self.ignore)}"
+        also = "" if self.ignore is None else f" or ignore_class={_guard.fmt(self.ignore)}"
         return f"{self.fn_name}: `y_true` must hold {self.expected}{also}; received"
+
+    def good(self, y):
+        """Per label: whether it is accepted (a tensor or a NumPy array)."""
+        return self._ok(y)
+
+    def message_parts(self):
+        return self._message(), "flat index", "labels", self.fix
 
     def check_eagerly(self, y):
         """Raises an `InvalidLabelsError` naming the first label outside [low, high], if any."""
         o = ops()
-        if bool(o.to_numpy(o.all(self._ok(y)))):
-            return
-        values = o.to_numpy(y).reshape(-1)
-        _raise_first_bad(self._message(), values, self._ok(values), "flat index", "labels",
-                         self.fix)
+        if not bool(o.to_numpy(o.all(self._ok(y)))):
+            self.check_on_host(o.to_numpy(y))
+
+    def check_on_host(self, values):
+        """`check_eagerly` of concrete labels as a NumPy array."""
+        values = np.asarray(values).reshape(-1)
+        _raise_first_bad(self, values, self._ok(values))
 
     def nan_factor(self, y):
         """Per sample (y's last axis reduced): NaN where a label is bad, else 1."""
@@ -87,16 +101,25 @@ class ClassIdRule(NamedTuple):
             ok = ok & (o.floor(ids) == ids)
         return ok if self.ignore_class is None else ok | (ids == self.ignore_class)
 
+    def good(self, ids):
+        """Per id: whether it is accepted (a tensor)."""
+        return self.ok(ids, ops().dtype_name(ids).startswith(("float", "bfloat")))
+
+    def message_parts(self):
+        return (f"{self.fn_name}: {self._expected()}, with num_classes={self.num_classes}; "
+                "received", "index", "ids", self._FIX + ".")
+
     def check_eagerly(self, ids):
         """Raises an `InvalidLabelsError` naming the first invalid id, if any."""
         o = ops()
-        floating = o.dtype_name(ids).startswith(("float", "bfloat"))
-        if bool(o.to_numpy(o.all(self.ok(ids, floating)))):
-            return
-        values = o.to_numpy(ids)
-        _raise_first_bad(f"{self.fn_name}: {self._expected()}, with num_classes={self.num_classes}; "
-                         "received", values, self.ok(values, floating), "index", "ids",
-                         self._FIX + ".")
+        if not bool(o.to_numpy(o.all(self.good(ids)))):
+            self.check_on_host(o.to_numpy(ids))
+
+    def check_on_host(self, values):
+        """`check_eagerly` of concrete ids as a NumPy array."""
+        values = np.asarray(values).reshape(-1)
+        floating = np.issubdtype(values.dtype, np.floating)
+        _raise_first_bad(self, values, self.ok(values, floating))
 
     def nan_factor(self, ids):
         o = ops()
@@ -104,18 +127,10 @@ class ClassIdRule(NamedTuple):
         return _nan_where(~self.ok(ids, floating), "float32")
 
 
-def _raise_first_bad(head, values, ok, where, what, fix):
-    """Raises an `InvalidLabelsError` naming the first of `values` (flat, numpy) not ok."""
+def _raise_first_bad(rule, values, ok):
+    """Raises the `InvalidLabelsError` of `rule` naming the first of `values` (flat, NumPy) not ok."""
     bad = np.flatnonzero(~ok)
     if bad.size:
-        raise InvalidLabelsError(
-            f"{head} {_fmt(values[bad[0]])} at {where} {bad[0]} ({bad.size} of {values.size} bad; "
-            f"{what} from {_fmt(np.min(values))} to {_fmt(np.max(values))}). Fix: {fix}")
-
-
-def _fmt(value):
-    """A label as it reads in its own dtype: 1.7, -1, 1.000001 (float32's 1 + 2^-20), 3."""
-    value = np.asarray(value)[()]
-    if isinstance(value, np.floating):
-        return np.format_float_positional(value, unique=True, trim="-")
-    return str(value)
+        raise InvalidLabelsError(_guard.first_bad_message(
+            *rule.message_parts()[:1], values[bad[0]], bad[0], bad.size, values.size,
+            np.min(values), np.max(values), *rule.message_parts()[1:]))

@@ -22,7 +22,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_afl import _keras_compat
+from keras_afl import _guard, _keras_compat
 from keras_afl._backend import custom_derivative, ops
 from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl._portable._inputs import as_float
@@ -276,10 +276,7 @@ def custom_loss(body, settings, x, *tensors, rule=None):
     forward.__name__ = body.__name__.strip("_")
     factor = None
     if rule is not None and _CHECK_LABELS and dtype_of(tensors[0]) != "bool":
-        if o.is_traced(tensors[0]):
-            factor = rule.nan_factor(tensors[0])
-        else:
-            rule.check_eagerly(tensors[0])
+        factor = _check_labels(rule, tensors[0], x)
     if factor is not None:
         # NaN in every entry of a bad sample, and so in its loss and every entry of its gradient
         # (d/dx of x * NaN is NaN whatever the loss's own derivative there, even an exact 0).
@@ -287,6 +284,29 @@ def custom_loss(body, settings, x, *tensors, rule=None):
         x = x * factor[..., None]
     loss = custom_derivative(forward, backward)(x, *tensors)
     return loss if factor is None else loss * factor
+
+
+def _check_labels(rule, y, x):
+    """Checks the labels y of a loss on x: raises an `InvalidLabelsError` where Python runs
+    between the loss and the update (eagerly; on PyTorch also inside a compiled Keras step, at
+    the price of a graph break there); checks concrete labels closed over by a traced function
+    once, on the host; returns the NaN factor of the traced labels' bad samples, having recorded
+    the verdict for a guarded Keras step (`keras_afl._guard`)."""
+    o = ops()
+    if not o.is_traced(y):
+        if o.is_traced(x):  # JAX: labels closed over by a jax.jit function
+            rule.check_on_host(o.to_numpy(y))
+        else:
+            rule.check_eagerly(y)
+        return None
+    if _guard.collecting() and keras.backend.backend() == "torch":
+        import torch
+
+        # Outside Dynamo's trace (a graph break): the check and its message in plain Python.
+        torch.compiler.disable(rule.check_eagerly)(y)
+        return None
+    _guard.record(rule, y)
+    return rule.nan_factor(y)
 
 
 # --------------------------------------------------------------------------

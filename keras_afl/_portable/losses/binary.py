@@ -65,7 +65,11 @@ def _finish_binary(loss, y, x, ignore, total):
     return loss, o.sum(o.cast(positive, dtype_of(x)), axis=-1)
 
 
-_HINGE_RULES = {  # "auto" takes any labels
+_HINGE_RULES = {
+    # "auto": either format's labels, so anything outside [-1, 1] (or NaN) is bad in both.
+    "auto": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] (0/1 or -1/+1) with label_format auto",
+                      "map the labels to 0/1 or -1/+1 first (a class id of more than two classes "
+                      "needs a categorical loss), and state label_format binary or signed"),
     "binary": LabelRule("hinge", 0.0, 1.0, "labels in [0, 1] with label_format binary",
                         "for -1/+1 labels pass label_format signed (or auto, decided per batch)"),
     "signed": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] with label_format signed",

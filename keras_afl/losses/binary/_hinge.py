@@ -15,7 +15,11 @@ from keras_afl.losses._core import (
 _LABEL_FORMATS = ("auto", "binary", "signed")
 
 
-_HINGE_RULES = {  # "auto" takes any labels
+_HINGE_RULES = {
+    # "auto": either format's labels, so anything outside [-1, 1] (or NaN) is bad in both.
+    "auto": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] (0/1 or -1/+1) with label_format auto",
+                      "map the labels to 0/1 or -1/+1 first (a class id of more than two classes "
+                      "needs a categorical loss), and state label_format binary or signed"),
     "binary": LabelRule("hinge", 0.0, 1.0, "labels in [0, 1] with label_format binary",
                         "for -1/+1 labels pass label_format signed (or auto, decided per batch)"),
     "signed": LabelRule("hinge", -1.0, 1.0, "labels in [-1, 1] with label_format signed",
@@ -41,8 +45,10 @@ def hinge(y_true, y_pred, label_format="auto"):
     taken as binary and mapped, any other batch is used as is. The two
     formats overlap only in the label 1, which maps to 1 either way, so
     `"auto"` tells them apart correctly for any batch of valid labels; state
-    the format to skip the check (and to refuse nothing silently: with
-    `"auto"`, a batch mixing -1, 0 and 1 is used as is).
+    the format to skip the check (with `"auto"`, a batch mixing -1, 0 and 1 is
+    used as is). Every format refuses labels that belong to neither: outside
+    [-1, 1] (or NaN) with `"auto"` and `"signed"`, outside [0, 1] with
+    `"binary"` (an `InvalidLabelsError`).
 
     Formula:
         loss = mean(max(0, 1 - t * y_pred), axis=-1)
