@@ -22,11 +22,14 @@ forward pass (second derivatives through them come out silently wrong, as they d
 `keras.ops.custom_gradient` on PyTorch); its adapter therefore recomputes `saved` from the inputs
 when the backward pass is itself being differentiated. Hyper-parameters are closed over, never
 passed as arguments.
+
+The derivative is reverse mode only: on JAX and PyTorch, forward-mode differentiation of a
+keras_afl function (`jax.jvp`/`jacfwd`, `torch.func.jvp`/`jacfwd`/`hessian`) raises an error
+naming the reverse-mode alternatives (`_jax.FORWARD_MODE_MESSAGE`, `_torch.FORWARD_MODE_MESSAGE`).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
@@ -52,24 +55,39 @@ def unsupported_backend_error(name):
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _adapter():
-    name = backend()
-    if name not in SUPPORTED_BACKENDS:
-        raise unsupported_backend_error(name)
-    return importlib.import_module(f"._{name}", __name__)
+# The active backend's adapter module (`_tensorflow`, `_jax`, `_torch`), set by `adapter()` at
+# its first call and never changed: Keras's backend is fixed for the life of a process. `ops()` and
+# `custom_derivative()` read this global directly, so that under `torch.compile` each is one
+# attribute read Dynamo traces through (an import, or an `lru_cache`d lookup, breaks the graph at
+# every keras_afl call). `keras_afl._portable.activations` calls `adapter()` when it is imported,
+# so the first call never happens inside a compiled function.
+_ADAPTER = None
+
+
+def adapter():
+    """The active backend's adapter module, imported at the first call (ImportError on a backend
+    keras_afl does not serve)."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        name = backend()
+        if name not in SUPPORTED_BACKENDS:
+            raise unsupported_backend_error(name)
+        _ADAPTER = importlib.import_module(f"._{name}", __name__)
+    return _ADAPTER
 
 
 def ops():
     """The active backend's operations namespace (NumPy names; see `_jax.ops`)."""
-    return _adapter().ops
+    a = _ADAPTER
+    return (adapter() if a is None else a).ops
 
 
 def custom_derivative(forward, backward):
     """`forward` with the derivative `backward`, on the active backend.
 
     Args:
-        forward: `forward(*xs) -> (y, saved)`: one tensor out, and a tuple of intermediates.
+        forward: `forward(*xs) -> (y, saved)`: one tensor out, and a tuple of intermediate
+            tensors (tensors only: PyTorch's Function returns them as extra outputs).
         backward: `backward(xs, y, saved, g) -> tuple` of one gradient (or None) per input,
             given the inputs `xs`, the output `y`, the intermediates `saved` and the upstream
             gradient `g` (same shape as `y`).
@@ -77,4 +95,5 @@ def custom_derivative(forward, backward):
     Returns:
         A function of the positional tensors `xs` returning `y`.
     """
-    return _adapter().custom_derivative(forward, backward)
+    a = _ADAPTER
+    return (adapter() if a is None else a).custom_derivative(forward, backward)

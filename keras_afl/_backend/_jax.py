@@ -2,14 +2,25 @@
 
 The residuals are the inputs and the output; under a second differentiation JAX differentiates
 `forward` and `backward` themselves, so reverse-over-reverse Hessian-vector products are exact.
-(`jax.custom_vjp` functions have no forward-mode derivative: `jax.jvp`/`jax.hessian` of
-`jacfwd` form raise; use `jax.grad` of `jax.grad`, or `jax.jacrev(jax.jacrev(f))`.)
+`jax.custom_vjp` functions have no forward-mode derivative of their own: `jax.jvp`, `jax.jacfwd`
+and `jax.linearize` of a keras_afl function raise a TypeError that names the reverse-mode
+alternatives (`FORWARD_MODE_MESSAGE`), as PyTorch's adapter does for `torch.func.jvp`. Forward
+over reverse works: `jax.hessian` (jacfwd of jacrev) and `jax.jacfwd(jax.grad(f))` differentiate
+`forward` and `backward` as written, like reverse over reverse.
 """
 
 import jax
 import jax.numpy as jnp
 
 name = "jax"
+
+FORWARD_MODE_MESSAGE = (
+    "keras_afl's functions have reverse-mode derivatives only (a vector-Jacobian product written "
+    "beside each forward pass, given to jax.custom_vjp), so forward-mode differentiation of the "
+    "function itself (jax.jvp, jax.jacfwd, jax.linearize) is not available. Fix: use reverse "
+    "mode: jax.vjp or jax.grad for products with the Jacobian, jax.jacrev for Jacobians; for "
+    "Hessians jax.hessian works (forward over reverse), as does jax.jacrev(jax.jacrev(f))."
+)
 
 
 def custom_derivative(forward, backward):
@@ -28,7 +39,16 @@ def custom_derivative(forward, backward):
         return tuple(jnp.zeros_like(x) if d is None else d for x, d in zip(xs, grads))
 
     f.defvjp(f_fwd, f_bwd)
-    return f
+
+    def call(*xs):
+        try:
+            return f(*xs)
+        except TypeError as e:  # JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp"
+            if "forward-mode" in str(e) and "custom_vjp" in str(e):
+                raise TypeError(FORWARD_MODE_MESSAGE) from e
+            raise
+
+    return call
 
 
 _HALF = (jnp.float16, jnp.bfloat16)

@@ -1,44 +1,129 @@
-"""PyTorch: a `torch.autograd.Function` per function, and the array operations the formulas use.
+"""PyTorch: one `torch.autograd.Function` for every function, and the array operations the
+formulas use.
 
-Inputs and the output are saved with `save_for_backward`, which keeps them connected to the
-graph for a second differentiation. Intermediates made inside `forward` would be detached there,
-so when the backward pass runs with gradients enabled (`create_graph=True`: it is itself being
-differentiated) it recomputes them from the inputs; otherwise it reuses them.
+The Function is written in `torch.func`'s style (a `forward` without ctx, `setup_context`, and
+`generate_vmap_rule`), so `torch.func.grad`, `vjp`, `jacrev` and `vmap`, and `torch.compile`,
+take it as they take PyTorch's own operations. The forward's intermediates (`saved`) are returned
+as extra outputs, marked non-differentiable: `torch.func` accepts only tensors saved with
+`save_for_backward`, and only inputs and outputs can be. Inputs and the output are saved too,
+which keeps them connected to the graph for a second differentiation; the intermediates are not
+(they come out of the forward detached), so when the backward pass runs with gradients enabled
+(`create_graph=True`, or nested `torch.func` transforms: it is itself being differentiated) it
+recomputes them from the inputs; otherwise it reuses them.
+
+Forward mode (`torch.func.jvp`, `jacfwd`, `hessian`, `torch.autograd.forward_ad`) is refused with
+a NotImplementedError naming the reverse-mode alternatives. The derivative is written once, as a
+vector-Jacobian product (as `jax.custom_vjp` takes it on JAX, where forward mode is refused too),
+and a `jvp` staticmethod would cost `torch.compile` its graphs: Dynamo refuses to trace an
+autograd.Function that defines one.
 """
 
 import torch
 
 name = "torch"
 
+FORWARD_MODE_MESSAGE = (
+    "keras_afl's functions have reverse-mode derivatives only (a vector-Jacobian product written "
+    "beside each forward pass), so forward-mode differentiation (torch.func.jvp, "
+    "torch.func.jacfwd, torch.func.hessian, torch.autograd.forward_ad) is not available. Fix: use "
+    "reverse mode: torch.func.vjp or torch.func.grad for products with the Jacobian, "
+    "torch.func.jacrev for Jacobians, and torch.func.jacrev(torch.func.jacrev(f)) for Hessians."
+)
+
 
 class _Function(torch.autograd.Function):
     """One `torch.autograd.Function` for every keras_afl function: the forward and backward
     Python functions come as the first two (non-tensor) arguments of `apply`. (A class made per
-    call cost about 50 us a call, more than `F.relu`'s whole forward and backward.)"""
+    call cost about 50 us a call, more than `F.relu`'s whole forward and backward.)
+
+    `forward` returns y alone when the function saves nothing (the activations), else
+    `(y, *saved)`."""
+
+    generate_vmap_rule = True  # forward and backward are plain tensor code: torch.func vmaps them
 
     @staticmethod
-    def forward(ctx, forward, backward, *xs):
+    def forward(forward, backward, *xs):
         y, saved = forward(*xs)
-        ctx.save_for_backward(*xs, y)
-        ctx.functions = (forward, backward)
-        ctx.saved = saved
-        return y
+        return (y, *saved) if saved else y
 
     @staticmethod
-    def backward(ctx, g):
-        *xs, y = ctx.saved_tensors
-        forward, backward = ctx.functions
-        saved = ctx.saved
-        if torch.is_grad_enabled() and saved:
+    def setup_context(ctx, inputs, output):
+        forward, backward, *xs = inputs
+        if isinstance(output, tuple):
+            ctx.mark_non_differentiable(*output[1:])
+            ctx.set_materialize_grads(False)  # the intermediates' gradients: never used
+            ctx.save_for_backward(*xs, *output)
+        else:
+            ctx.save_for_backward(*xs, output)
+        ctx.functions = (forward, backward, len(xs))
+
+    @staticmethod
+    def backward(ctx, g, *unused):
+        forward, backward, n = ctx.functions
+        tensors = ctx.saved_tensors
+        xs, y, saved = tensors[:n], tensors[n], tensors[n + 1:]
+        if saved and torch.is_grad_enabled():
             saved = forward(*xs)[1]  # connected to the graph, for second derivatives
-        return (None, None, *backward(tuple(xs), y, saved, g))
+        return (None, None, *backward(tuple(xs), y, tuple(saved), g))
+
+
+def _compiling_check():
+    """`torch.compiler.is_compiling` (PyTorch >= 2.3), else Dynamo's own (2.1, 2.2)."""
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if check is None:
+        from torch._dynamo import is_compiling as check
+    return check
+
+
+_is_compiling = _compiling_check()
+
+
+def _direct_apply():
+    """`_Function`'s C-level `apply`, or None where PyTorch lacks what calling it needs.
+
+    `Function.apply` binds its arguments with `inspect.signature` at every call once
+    `setup_context` is defined (about 90 us: 15 -> 100 us for relu's forward at 1,000 floats),
+    then, outside `torch.func` transforms, unwraps dead `torch.func` wrappers and calls this. We
+    call it ourselves there. Private PyTorch API (`torch._C`); without it, `_Function.apply`.
+    """
+    try:
+        active = torch._C._are_functorch_transforms_active
+        unwrap = torch._C._functorch.unwrap_if_dead
+        c_apply = super(torch.autograd.Function, _Function).apply
+    except AttributeError:
+        return None
+    return active, unwrap, c_apply
+
+
+_DIRECT = _direct_apply()
+
+
+def _apply(forward, backward, xs):
+    if _is_compiling():
+        if not (torch.is_grad_enabled() and any(x.requires_grad for x in xs)):
+            # No gradient can be asked for: the forward pass as plain operations, which is what
+            # Dynamo itself does with an autograd.Function then. (Dynamo's own inlining passes
+            # the ctx as `forward`'s first argument when a setup_context-style `forward(*args)`
+            # has more than one tensor argument, and breaks the graph calling it: prelu, losses.)
+            return forward(*xs)[0]
+        out = _Function.apply(forward, backward, *xs)
+    elif _DIRECT is None or _DIRECT[0]():  # inside torch.func transforms
+        out = _Function.apply(forward, backward, *xs)
+    else:
+        unwrap = _DIRECT[1]
+        out = _DIRECT[2](forward, backward, *(unwrap(x) for x in xs))
+    return out[0] if isinstance(out, tuple) else out
 
 
 def custom_derivative(forward, backward):
     def f(*xs):
-        return _Function.apply(forward, backward, *xs)
+        try:
+            return _apply(forward, backward, xs)
+        except NotImplementedError as e:  # PyTorch's "You must implement the jvp function ..."
+            if "jvp" in str(e):
+                raise NotImplementedError(FORWARD_MODE_MESSAGE) from e
+            raise
 
-    f.__name__ = getattr(forward, "__name__", "keras_afl_function")
     return f
 
 
@@ -129,16 +214,59 @@ class ops:
 
     @staticmethod
     def one_hot(indices, depth, like):
-        """One-hot rows of length `depth` in `like`'s dtype (indices in [0, depth))."""
-        return torch.nn.functional.one_hot(indices.long(), depth).to(like.dtype)
+        """One-hot rows of length `depth` in `like`'s dtype (indices in [0, depth)).
+
+        A comparison with arange(depth), not `F.one_hot`, whose range check reads the indices'
+        min and max back to Python: `torch.func.vmap` refuses that."""
+        classes = torch.arange(depth, device=indices.device)
+        return (indices.long().unsqueeze(-1) == classes).to(like.dtype)
 
     @staticmethod
     def is_traced(x):
-        """Whether the code is being compiled (torch.compile) rather than run eagerly."""
-        compiler = getattr(torch, "compiler", None)
-        return bool(compiler is not None and compiler.is_compiling())
+        """Whether x's values cannot be read in Python: while compiled (`torch.compile`), and for
+        a tensor batched by `torch.func.vmap` (which refuses `.item()`/`.tolist()`, as JAX's
+        `vmap` tracers do). The losses then give bad labels a NaN loss instead of raising. Under
+        `torch.func.grad`/`jacrev`/`vjp` values are readable (`to_numpy`), so labels raise as
+        they do eagerly."""
+        return _is_compiling() or _vmap_batched(x)
 
     @staticmethod
     def to_numpy(x):
         x = x.detach().cpu()
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        try:
+            return x.numpy()
+        except RuntimeError:
+            # A tensor of a torch.func grad/jacrev/vjp/jvp level has no storage of its own
+            # ("Cannot access data pointer"), but `tolist` reads it.
+            import numpy as np
+
+            return np.asarray(x.tolist(), dtype=str(x.dtype).replace("torch.", ""))
+
+
+def _functorch_predicates():
+    """(is a torch.func wrapper, is a vmap wrapper, unwrap one level), or None where missing.
+
+    Private PyTorch API (`torch._C._functorch`): no public predicate exists. Without it a vmapped
+    loss's eager label check fails with vmap's own `.item()` error."""
+    try:
+        f = torch._C._functorch
+        return f.is_functorch_wrapped_tensor, f.is_batchedtensor, f.get_unwrapped
+    except AttributeError:
+        return None
+
+
+_FUNCTORCH = _functorch_predicates()
+
+
+def _vmap_batched(x):
+    """Whether a `torch.func.vmap` level batches x, under any `torch.func.grad` levels."""
+    if _FUNCTORCH is None or not isinstance(x, torch.Tensor):
+        return False
+    wrapped, batched, unwrap = _FUNCTORCH
+    while wrapped(x):
+        if batched(x):
+            return True
+        x = unwrap(x)
+    return False

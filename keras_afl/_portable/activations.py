@@ -12,9 +12,13 @@ backend's kernels (`ops()`), which round once themselves or compute as Keras's o
 
 from __future__ import annotations
 
-from keras_afl._backend import custom_derivative, ops
+from keras_afl._backend import adapter, custom_derivative, ops
 from keras_afl._grad_utils import normalize_axis
 from keras_afl._portable._logits import attach_logits
+
+# The backend's adapter is resolved now, at import, not at the first call: that call may be inside
+# `torch.compile`, where the import it takes would break the graph (`keras_afl._backend.adapter`).
+adapter()
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
