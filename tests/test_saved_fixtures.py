@@ -3,7 +3,14 @@
 `tests/fixtures/saved_0_1_0/` holds `.keras` files written by keras_afl 0.1.0 (the script
 that wrote them is `tests/fixtures/make_saved_0_1_0.py`, run against the 0.1.0 tree) with the
 predictions 0.1.0 gave and the loss settings it saved. Each later version must open them in a
-fresh process that only imports keras_afl, with identical predictions and every loss setting.
+fresh process that only imports keras_afl, with the same predictions to float32 rounding and
+every loss class and setting exactly.
+
+Predictions are not compared bit for bit: they were computed on another machine, and CPUs'
+matrix-product kernels (Eigen/oneDNN, by instruction set and thread count) sum in different
+orders, so the last bit of a Dense layer's output may differ (by one float32 ulp, 5.96e-8, for
+the focal model on one machine of the same kind). They are compared to 8 float32 ulps; the
+classes and settings, which are exact by construction, are compared exactly.
 """
 
 import json
@@ -19,7 +26,11 @@ pytestmark = pytest.mark.slow
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "saved_0_1_0")
 
 
-def test_files_saved_by_0_1_0_load_with_identical_predictions_and_settings():
+# 8 float32 ulps (9.5e-7): relative, and of the model's largest output in absolute terms.
+FLOAT32_ROUNDING = 8 * float(np.finfo(np.float32).eps)
+
+
+def test_files_saved_by_0_1_0_load_with_their_predictions_and_settings():
     with open(os.path.join(FIXTURES, "expected.json")) as f:
         expected = json.load(f)
     stdout = run_python(f"""
@@ -46,8 +57,10 @@ print("RESULT" + json.dumps(out))
     got = json.loads(stdout.split("RESULT", 1)[1])
     assert sorted(got) == sorted(expected["predictions"])
     for name, want in expected["predictions"].items():
-        np.testing.assert_array_equal(np.asarray(got[name]["pred"], np.float32),
-                                      np.asarray(want, np.float32), err_msg=name)
+        want = np.asarray(want, np.float32)
+        np.testing.assert_allclose(np.asarray(got[name]["pred"], np.float32), want,
+                                   rtol=FLOAT32_ROUNDING,
+                                   atol=FLOAT32_ROUNDING * float(np.abs(want).max()), err_msg=name)
     # The model compiled with loss="focal" (a string) reloads with keras_afl's focal loss.
     focal = got["sequential_focal"]
     assert focal["loss_config"] == "focal" or focal["loss_module"].startswith("keras_afl"), focal

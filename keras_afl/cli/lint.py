@@ -1,7 +1,8 @@
 """`keras-afl lint MODEL.keras [--loss NAME] [--strict] [--json]`: `keras_afl.lint` on a saved model.
 
-Loads the model after `import keras_afl` (so its custom objects resolve),
-runs `keras_afl.lint` against the compiled loss or `--loss`, and prints the
+Loads the model after `import keras_afl` (so its custom objects resolve) with
+`keras_afl.saving.load_model` (a file saved on any backend), runs
+`keras_afl.lint` against the compiled loss or `--loss`, and prints the
 findings (or JSON). Exit codes: 0 no error finding, 1 an error finding (or a
 warning, with `--strict`), 2 a missing or unloadable file or an unknown loss.
 """
@@ -19,14 +20,13 @@ def run(path, *, loss=None, strict=False, as_json=False):
     """`keras-afl lint`; returns the exit code (1 on an error finding, or a warning if `strict`)."""
     if not os.path.isfile(path):
         raise CLIError(f"{path}: " + ("not a file" if os.path.exists(path) else "no such file"))
-    import keras
-
     import keras_afl
+    from keras_afl.saving import load_model
 
     try:
         with warnings.catch_warnings():  # e.g. "Skipping variable loading for optimizer"
             warnings.simplefilter("ignore")
-            model = keras.models.load_model(path)
+            model = load_model(path)  # saved on any backend (keras_afl.saving)
     except Exception as e:  # a corrupt or foreign file: one message, exit 2, no traceback
         why = (str(e).strip().splitlines() or [""])[0][:300]
         raise CLIError(f"{path}: cannot load the model ({type(e).__name__}: {why})") from None

@@ -244,5 +244,9 @@ def test_keras_file_round_trip_in_this_process(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     again = keras.saving.load_model(path)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+    for saved, loaded in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(loaded, saved)  # copied from the file: exact
+    # Predictions to float32 rounding: a matrix product need not repeat its last bit.
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
     assert again.loss.get_config() == loss.get_config()
