@@ -104,6 +104,8 @@ from keras_afl import activations, layers, losses, registry  # noqa: E402
 from keras_afl.registry import entries, entry, get, names, use_as_builtins  # noqa: E402
 from keras_afl import _guard, callbacks, diagnostics  # noqa: E402
 from keras_afl.diagnostics import lint  # noqa: E402
+from keras_afl import saving  # noqa: E402
+from keras_afl.saving import load_model  # noqa: E402
 
 def _version():
     # One place for the version: pyproject.toml, read back from the installed metadata.
@@ -122,5 +124,5 @@ _guard.install()  # bad labels never change a model in a Keras step (keras_afl._
 
 __all__ = [
     "activations", "layers", "losses", "registry", "callbacks", "diagnostics", "lint",
-    "get", "entry", "entries", "names", "use_as_builtins", "__version__",
+    "get", "entry", "entries", "names", "use_as_builtins", "load_model", "saving", "__version__",
 ]

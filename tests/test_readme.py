@@ -38,7 +38,8 @@ COUNTERPARTS = {
 }
 # No Keras object with settings to compare: a function Keras lacks, layers Keras has only as
 # Activation("sigmoid") etc.; the losses' tracing switches (no loss of their own).
-NO_COUNTERPART = {A.prelu, AL.Sigmoid, AL.Tanh, AL.SELU, AFL.trace_options, AFL.set_trace_options}
+NO_COUNTERPART = {A.prelu, AL.Sigmoid, AL.Tanh, AL.SELU, AFL.trace_options, AFL.set_trace_options,
+                  AFL.InvalidLabelsError}
 
 
 def _defaults(obj):

@@ -28,13 +28,38 @@ def command_line(args):
     return " ".join(parts)
 
 
+def checks_per_step(args):
+    """Suite "checks", on every backend: what the label checks cost a training step
+    (`keras_afl.bench.guard_cost`); the table printed, the result written to --output."""
+    import json
+    import os
+
+    from keras_afl.bench import guard_cost
+
+    result = guard_cost.run(quick=args.quick, repeats=args.repeats)
+    result["command"] = command_line(args)
+    print(guard_cost.table(result))
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+        path = os.path.join(args.output, f"guard_cost_{result['backend']}.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {path}")
+
+
 def run(args):
     """Runs `keras-afl bench` for parsed `args`; prints the table; returns the exit code (0)."""
     import keras
 
+    if args.suites and "checks" in args.suites:
+        checks_per_step(args)
     if keras.backend.backend() != "tensorflow":  # JAX, PyTorch: their own cases and references
         from keras_afl.bench import backends
 
+        if args.suites and "checks" in args.suites:
+            args.suites = [s for s in args.suites if s != "checks"]
+            if not args.suites:
+                return 0
         return backends.run_cli(args)
     from keras_afl import bench as harness
 
