@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import threading
 
 import keras
 import numpy as np
@@ -42,15 +43,22 @@ LOGS_KEY = "_keras_afl_bad_labels"
 _VERDICTS = contextvars.ContextVar("keras_afl_label_verdicts", default=None)
 
 
+# How many guarded steps are being run or traced, in any thread: a plain global that
+# torch.compile(fullgraph=True) can read (it cannot trace ContextVar.get), so that a loss compiled
+# outside any Keras step never reaches the context variable.
+_OPEN = [0]
+_OPEN_LOCK = threading.Lock()
+
+
 def collecting():
-    """Whether a guarded Keras step is being traced (the losses record verdicts)."""
-    return _VERDICTS.get() is not None
+    """Whether a guarded Keras step is being traced in this thread (the losses record verdicts)."""
+    return _OPEN[0] > 0 and _VERDICTS.get() is not None
 
 
 def record(rule, labels):
     """Records the verdict of `rule` (a label rule with `good(y)` and `message_parts()`) on
     `labels` in the open collector; returns False (nothing recorded) when none is open."""
-    verdicts = _VERDICTS.get()
+    verdicts = _VERDICTS.get() if _OPEN[0] > 0 else None
     if verdicts is None:
         return False
     k = keras.ops
@@ -127,9 +135,13 @@ def _collect(step):
     """`step` run with a collector open; (its result, the verdicts recorded)."""
     verdicts = []
     token = _VERDICTS.set(verdicts)
+    with _OPEN_LOCK:
+        _OPEN[0] += 1
     try:
         return step(), verdicts
     finally:
+        with _OPEN_LOCK:
+            _OPEN[0] -= 1
         _VERDICTS.reset(token)
 
 

@@ -136,10 +136,9 @@ if _backend() == "tensorflow":
         sparse_categorical_focal,
     )
 else:
-    from keras_afl._portable.losses._checks import InvalidLabelsError
     from keras_afl._portable.losses import (  # noqa: F401
         BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
-        MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
+        InvalidLabelsError, MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
         binary_crossentropy, categorical_crossentropy, categorical_focal, focal, hinge, huber,
         mean_squared_error, set_trace_options, sparse_categorical_crossentropy,
         sparse_categorical_focal, trace_options,

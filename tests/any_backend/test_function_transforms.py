@@ -304,16 +304,7 @@ def test_torch_compile_fullgraph_every_loss_function_equals_eager(caplog):
     import torch
 
     calls = {n: (lambda z, f=f, y=y: f(z, y)) for n, (f, y) in _loss_calls(torch).items()}
-    try:
-        _compiled_equals_eager(torch, calls, Z, caplog, dict(rtol=1e-13, atol=1e-16))
-    except torch._dynamo.exc.Unsupported as e:
-        # Known and reported (issue 19, item 7): the verdict collector of the label checks for
-        # Keras's steps reads a contextvars.ContextVar, which Dynamo cannot trace; every loss
-        # with a label check reaches it. Passes as soon as that read is traceable.
-        if "ContextVar" not in str(e):
-            raise
-        pytest.xfail("keras_afl/_guard.py collecting() reads a contextvars.ContextVar, which "
-                     "Dynamo cannot trace (from _portable/losses/_core.py _check_labels)")
+    _compiled_equals_eager(torch, calls, Z, caplog, dict(rtol=1e-13, atol=1e-16))
 
 
 @pytest.mark.slow  # Inductor's C++ compile: 20 to 60 s on two busy cores

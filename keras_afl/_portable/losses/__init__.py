@@ -39,6 +39,7 @@ Where the backends differ from TensorFlow:
   all-reduce. PyTorch has no Keras distribution: a process's own batch.
 """
 
+from keras_afl._portable.losses._checks import InvalidLabelsError
 from keras_afl._portable.losses._core import set_trace_options, trace_options
 from keras_afl._portable.losses.binary import (
     BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
@@ -59,5 +60,5 @@ __all__ = [
     "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "FocalLoss", "CategoricalFocalLoss",
     "SparseCategoricalFocalLoss", "Huber", "Hinge",
-    "trace_options", "set_trace_options",
+    "trace_options", "set_trace_options", "InvalidLabelsError",
 ]
