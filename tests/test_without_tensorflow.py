@@ -167,3 +167,38 @@ def test_train_detector_config_smoke_runs_without_tensorflow(backend, tmp_path):
     assert summary["versions"]["backend"] == backend
     assert [set(r["metrics"]) for r in summary["runs"]] == [{"map", "map50", "map_small"}] * 2
     assert (tmp_path / "out" / "detections.png").exists()
+
+
+# --------------------------------------------------------------------------- the launcher
+
+LAUNCH = """
+import keras_afl_launcher
+sys.argv = ["keras-afl", *ARGS]
+code = keras_afl_launcher.main()
+sys.stdout.flush()
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_afl_backend_starts_on_a_one_backend_machine_with_keras_backend_unset(backend,
+                                                                                   tmp_path):
+    """`keras-afl --backend jax list` (the console script is keras_afl_launcher:main) where only
+    JAX is installed and KERAS_BACKEND is unset: Keras would pick TensorFlow at import; the
+    launcher sets the backend first."""
+    proc = _run(f"ARGS = ['--backend', {backend!r}, 'list']\n" + LAUNCH, backend, tmp_path,
+                hidden=(OTHER[backend],), keras_backend=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "afl_relu" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_afl_backend_not_installed_is_one_line_before_any_import(backend, tmp_path):
+    missing = OTHER[backend]
+    proc = _run(f"ARGS = ['--backend', {missing!r}, 'list']\n" + LAUNCH, backend, tmp_path,
+                hidden=(missing,), keras_backend=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"--backend {missing}: {WORDS[missing]} is not installed" in lines[0]
+    assert f"--backend {backend}" in lines[0]  # the installed one to use instead

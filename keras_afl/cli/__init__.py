@@ -66,28 +66,13 @@ def _choose_backend(name, argv):
     os.environ["KERAS_BACKEND"] = name
 
 
-# --backend -> (the module Keras imports for it, its name in words, the extra that installs it)
-_BACKEND_LIBRARIES = {"tensorflow": ("tensorflow", "TensorFlow", "cpu"),
-                      "jax": ("jax", "JAX", "jax"), "torch": ("torch", "PyTorch", "torch")}
-
-
 def _require_installed(name):
     """CLIError (one line, exit 2) unless the library of backend `name` can be imported."""
-    import importlib.util
+    from keras_afl_launcher import not_installed_message
 
-    def installed(backend):
-        try:
-            return importlib.util.find_spec(_BACKEND_LIBRARIES[backend][0]) is not None
-        except (ImportError, ValueError):
-            return False
-
-    if installed(name):
-        return
-    _, words, extra = _BACKEND_LIBRARIES[name]
-    others = [b for b in BACKENDS if b != name and installed(b)]
-    instead = f", or run on an installed one: --backend {' / '.join(others)}" if others else ""
-    raise CLIError(f"--backend {name}: {words} is not installed, so Keras cannot run on it. "
-                   f"Fix: pip install 'keras-afl[{extra}]'{instead}")
+    message = not_installed_message(name)
+    if message is not None:
+        raise CLIError(message)
 
 
 def build_parser():
