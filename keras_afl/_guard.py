@@ -39,6 +39,8 @@ import threading
 import keras
 import numpy as np
 
+from keras_afl import _keras_compat
+
 LOGS_KEY = "_keras_afl_bad_labels"
 _VERDICTS = contextvars.ContextVar("keras_afl_label_verdicts", default=None)
 
@@ -398,7 +400,7 @@ def _scalar_optimizer_variables(model):
 def _give_back_jax_state(model, state, phase):
     """Hands Keras's JAX trainer the step's state (the input state when the step raised, the
     gated output when its labels were bad), so that `fit`'s final `jax_state_sync` puts the
-    weights back into the model's variables. Private Keras API: `_jax_state`."""
+    weights back into the model's variables (private Keras API: `_keras_compat`)."""
     import jax
 
     leaves = jax.tree_util.tree_leaves(state)
@@ -409,10 +411,7 @@ def _give_back_jax_state(model, state, phase):
                  "metrics_variables")
     else:
         names = ("trainable_variables", "non_trainable_variables", "metrics_variables")
-    model._jax_state = dict(zip(names, state))
-    model._jax_state_synced = False
-    if phase != "train":
-        model.jax_state_sync()
+    _keras_compat.set_jax_state(model, dict(zip(names, state)), sync=phase != "train")
 
 
 def install():
@@ -429,6 +428,7 @@ def install():
         fn._keras_afl_guard = True
     model.train_step, model.test_step = train, test
     if name == "jax":
-        model._make_function = _jax_make_function(model._make_function)
+        wrapper = _keras_compat.JAX_STEP_WRAPPER
+        setattr(model, wrapper, _jax_make_function(getattr(model, wrapper)))
     model.make_train_function = _make_function(model.make_train_function, "train")
     model.make_test_function = _make_function(model.make_test_function, "test")

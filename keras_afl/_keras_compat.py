@@ -34,7 +34,7 @@ __all__ = [
     "loss_functions", "loss_reduction", "keras_mask", "set_keras_mask", "backend_keras_mask",
     "set_backend_keras_mask", "keras_logits",
     "set_keras_logits", "producer", "call_inputs", "optimization_barrier", "summary_scalar",
-    "explain_unknown_names", "compile_owner",
+    "explain_unknown_names", "compile_owner", "set_jax_state", "JAX_STEP_WRAPPER",
 ]
 
 # Attributes Keras reads and writes on tensors and layers (conventions of its source, not API).
@@ -182,6 +182,32 @@ def compile_owner():
         raise _moved("the class that defines keras.Model.compile", "compile_owner",
                      "compile() cannot check names or resolve use_as_builtins() names.")
     return owner
+
+
+# --------------------------------------------------------------------------- JAX's trainer
+
+# The JAXTrainer method that turns one jitted step into the function `fit` calls per execution
+# (`steps_per_execution` steps in a Python loop): keras_afl._guard wraps the step it is given, so
+# that a bad label in any step of an execution raises there. Why private: no public hook runs
+# between the steps of one execution.
+JAX_STEP_WRAPPER = "_make_function"
+
+
+def set_jax_state(model, state, sync=False):
+    """Hands Keras's JAX trainer `state` (a dict: trainable_variables, ... as lists of arrays)
+    as the state to put back into the model's variables (`jax_state_sync`; now if `sync`).
+
+    JAXTrainer takes the weights out of the variables for a run of steps and keeps the steps'
+    state in `_jax_state` until `jax_state_sync()`; a step that raises leaves the variables empty
+    unless the trainer is handed a state. Why private: `_jax_state` is the trainer's own.
+    """
+    if not callable(getattr(model, "jax_state_sync", None)):
+        raise _moved("JAXTrainer.jax_state_sync", "set_jax_state",
+                     "A model whose step raised on JAX may be left without its weights.")
+    model._jax_state = state
+    model._jax_state_synced = False
+    if sync:
+        model.jax_state_sync()
 
 
 # --------------------------------------------------------------------------- losses

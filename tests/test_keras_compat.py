@@ -283,3 +283,31 @@ def test_a_loss_config_keeps_its_dtype_policy_through_public_api(dtype):
     restored = keras_afl.losses.FocalLoss.from_config(config)
     assert restored.dtype == keras.losses.Loss(dtype=dtype).dtype  # Keras's compute dtype
     assert restored.get_config() == config
+
+
+def test_set_jax_state_hands_the_trainer_a_state_that_jax_state_sync_puts_back():
+    """What `set_jax_state` relies on: JAXTrainer keeps the steps' state in `_jax_state` and
+    `jax_state_sync` assigns it to the variables; and the one-step wrapper keras_afl._guard wraps
+    (`JAX_STEP_WRAPPER`) is what `make_train_function` calls. Read from Keras's source where JAX
+    is not this process's backend."""
+    import importlib.util
+    import inspect
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    from keras.src.backend.jax.trainer import JAXTrainer  # the class the functions serve
+
+    assert "_jax_state" in inspect.getsource(JAXTrainer.jax_state_sync), \
+        moved("set_jax_state", "JAXTrainer._jax_state")
+    assert f"self.{compat.JAX_STEP_WRAPPER}(" in inspect.getsource(JAXTrainer.make_train_function), \
+        moved("JAX_STEP_WRAPPER", "JAXTrainer._make_function")
+
+    class Trainer:  # the protocol, exercised: the state handed over is what the sync assigns
+        def jax_state_sync(self):
+            self.synced = dict(self._jax_state)
+
+    trainer = Trainer()
+    compat.set_jax_state(trainer, {"trainable_variables": [1.0]}, sync=True)
+    assert trainer.synced == {"trainable_variables": [1.0]} and trainer._jax_state_synced is False
+    with pytest.raises(RuntimeError, match="set_jax_state"):
+        compat.set_jax_state(object(), {})
