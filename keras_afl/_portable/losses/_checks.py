@@ -26,6 +26,9 @@ class InvalidLabelsError(ValueError):
     """Labels that make no sense for the loss: a `ValueError` naming the loss, `y_true`, the
     first bad value and the fix (on TensorFlow also a `tf.errors.InvalidArgumentError`)."""
 
+    def __init__(self, message):  # TensorFlow's signature: one message
+        super().__init__(message)
+
 
 def _nan_where(bad, like_dtype):
     """Per sample: NaN where `bad`, else 1.0 (in `like_dtype`)."""
