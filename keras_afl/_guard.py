@@ -104,8 +104,8 @@ def _error(rules, info):
     return None
 
 
-_ASSERTION = re.compile(r"assertion failed: \[(.*?)\]\s*\[\[\{\{(?:function_)?node [^}]*check_(?:labels|class_ids)",
-                        re.S)
+_ASSERTION = re.compile(
+    r"assertion failed: \[(.*?)\]\s*\[\[\{\{(?:function_)?node [^}]*check_(?:labels|class_ids)", re.S)
 
 
 def _from_graph_assertion(error):
@@ -133,18 +133,22 @@ def _verdict_logs(logs, verdicts):
     return {**logs, LOGS_KEY: info}, k.any(info[:, 0] > 0)
 
 
-def _collect(step):
-    """`step` run with a collector open; (its result, the verdicts recorded)."""
+def _collect(model, phase, step):
+    """`step` run with a collector open: (its result, the verdicts recorded); the verdicts'
+    rules kept on the model for the message (`model._keras_afl_label_rules[phase]`)."""
     verdicts = []
     token = _VERDICTS.set(verdicts)
     with _OPEN_LOCK:
         _OPEN[0] += 1
     try:
-        return step(), verdicts
+        result = step()
     finally:
         with _OPEN_LOCK:
             _OPEN[0] -= 1
         _VERDICTS.reset(token)
+    if verdicts:
+        model._keras_afl_label_rules = {**_rules(model), phase: [v[0] for v in verdicts]}
+    return result, verdicts
 
 
 # --------------------------------------------------------------------------
@@ -154,10 +158,9 @@ def _collect(step):
 def _jax_train_step(original):
     @functools.wraps(original)
     def train_step(self, state, data):
-        (logs, new_state), verdicts = _collect(lambda: original(self, state, data))
+        (logs, new_state), verdicts = _collect(self, "train", lambda: original(self, state, data))
         if not verdicts:
             return logs, new_state
-        self._keras_afl_label_rules = {**_rules(self), "train": [v[0] for v in verdicts]}
         logs, bad = _verdict_logs(logs, verdicts)
         import jax
 
@@ -174,10 +177,9 @@ def _jax_train_step(original):
 def _jax_test_step(original):
     @functools.wraps(original)
     def test_step(self, state, data):
-        (logs, new_state), verdicts = _collect(lambda: original(self, state, data))
+        (logs, new_state), verdicts = _collect(self, "test", lambda: original(self, state, data))
         if not verdicts:
             return logs, new_state
-        self._keras_afl_label_rules = {**_rules(self), "test": [v[0] for v in verdicts]}
         return _verdict_logs(logs, verdicts)[0], new_state
 
     return test_step
@@ -205,7 +207,7 @@ def _stateful_train_step(original):
 
         restore_token = _RESTORE.set(None if xla else restore)
         try:
-            logs, verdicts = _collect(lambda: original(self, data))
+            logs, verdicts = _collect(self, "train", lambda: original(self, data))
         except ValueError as e:  # an InvalidLabelsError raised eagerly
             if type(e).__name__ == "InvalidLabelsError":
                 restore()
@@ -214,7 +216,6 @@ def _stateful_train_step(original):
             _RESTORE.reset(restore_token)
         if not verdicts:
             return logs
-        self._keras_afl_label_rules = {**_rules(self), "train": [v[0] for v in verdicts]}
         logs, bad = _verdict_logs(logs, verdicts)
         for v, old in zip(variables, before):
             v.assign(keras.ops.where(bad, old, v.value))
@@ -260,10 +261,9 @@ def _plain_step(original, phase):
 
     @functools.wraps(original)
     def step(self, data):
-        logs, verdicts = _collect(lambda: original(self, data))
+        logs, verdicts = _collect(self, phase, lambda: original(self, data))
         if not verdicts:
             return logs
-        self._keras_afl_label_rules = {**_rules(self), phase: [v[0] for v in verdicts]}
         return _verdict_logs(logs, verdicts)[0]
 
     return step
