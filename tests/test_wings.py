@@ -1,5 +1,8 @@
 """The three wings: the library never uses the app (keras_afl.cli) or the harness
-(keras_afl.bench); the app and the harness use the library's public names only."""
+(keras_afl.bench); the app and the harness use the library's public names only. Data flows one
+way: the app may import the harness, the harness never the app, and no module of either imports
+itself back through others (no import cycle, function-level imports included). No module of the
+app or the harness is longer than LINE_LIMIT lines."""
 
 import ast
 import glob
@@ -114,10 +117,11 @@ def _private_uses(tree):
 
 def _private_uses_in(wing):
     found = []
-    for path in sorted(glob.glob(os.path.join(PACKAGE, wing, "*.py"))):
+    for path in sorted(glob.glob(os.path.join(PACKAGE, wing, "**", "*.py"), recursive=True)):
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
-        found += [f"{wing}/{os.path.basename(path)}: {p}" for p in _private_uses(tree)]
+        rel = os.path.relpath(path, PACKAGE).replace(os.sep, "/")
+        found += [f"{rel}: {p}" for p in _private_uses(tree)]
     return found
 
 
@@ -158,3 +162,146 @@ def test_private_use_finder_sees_every_form():
         "keras_afl.losses._core.x"}
     assert _private_uses(ast.parse("from keras_afl import losses as L\nL._core\n")) == [
         "keras_afl.losses._core"]
+
+
+# --------------------------------------------------------------------------- import directions
+
+def _module_of(path):
+    """keras_afl.cli.config for .../keras_afl/cli/config.py, keras_afl.bench.backends for
+    .../keras_afl/bench/backends/__init__.py."""
+    rel = os.path.relpath(path, os.path.dirname(PACKAGE))[:-len(".py")].replace(os.sep, ".")
+    return rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+def wing_sources():
+    """{module: path} of every module of the app and the harness, in subfolders too."""
+    return {_module_of(p): p for w in WINGS
+            for p in glob.glob(os.path.join(PACKAGE, *w.split(".")[1:], "**", "*.py"),
+                               recursive=True)}
+
+
+def wing_imports_of(tree, module, is_package, known):
+    """The modules of `known` that a module's source imports, anywhere in it (at the top, in a
+    function, under `if`): `import a.b`, `from a import b` (a.b where that is a module, else a)
+    and relative imports. Importing a submodule runs its parent package first, but that is not
+    an edge: a package that imports its children (the app's dispatch) is no cycle."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")[:len(module.split(".")) - node.level + is_package]
+                base = ".".join(parts + ([base] if base else []))
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
+    return {m for m in out if m in known and m != module}
+
+
+def wing_import_graph():
+    sources = wing_sources()
+    graph = {}
+    for module, path in sources.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        graph[module] = wing_imports_of(tree, module, path.endswith("__init__.py"), sources)
+    return graph
+
+
+def import_cycles(graph):
+    """The import cycles of `graph` ({module: modules it imports}): each strongly connected set
+    of two or more modules, sorted (Tarjan's algorithm)."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_the_harness_never_imports_the_app():
+    """keras_afl.bench is measured and reported without keras_afl.cli: the command hands the
+    harness its arguments and prints what comes back (keras_afl.bench.backends once imported
+    keras_afl.cli.bench for the command line, keras_afl.cli.common for its table)."""
+    graph = wing_import_graph()
+    assert "keras_afl.bench.backends" in graph and "keras_afl.cli.bench" in graph
+    found = [f"{m} -> {n}" for m, names in sorted(graph.items()) if m.startswith("keras_afl.bench")
+             for n in sorted(names) if n.startswith("keras_afl.cli")]
+    assert found == []
+
+
+def test_no_import_cycle_in_the_app_or_the_harness():
+    """Between any modules of keras_afl.cli and keras_afl.bench, function-level imports
+    included: once keras_afl.bench.backends <-> keras_afl.cli.bench and keras_afl.cli.config
+    <-> keras_afl.cli.example_task (the shared `training:` checks are now
+    keras_afl.cli.config_training, which both import)."""
+    graph = wing_import_graph()
+    assert "keras_afl.cli.example_task" in graph["keras_afl.cli.config"]  # config dispatches
+    assert import_cycles(graph) == []
+
+
+def test_import_cycle_finder_sees_function_level_and_relative_imports():
+    """The finder above sees the forms a cycle may come back in (so that its pass means
+    something): a function-level `from keras_afl.cli import config`, a relative import, and a
+    package that imports its children is not a cycle by itself."""
+    known = {"keras_afl.cli", "keras_afl.cli.config", "keras_afl.cli.example_task",
+             "keras_afl.bench", "keras_afl.bench.backends", "keras_afl.bench.backends.cases"}
+    example = wing_imports_of(ast.parse("def validate():\n    from keras_afl.cli import config\n"),
+                              "keras_afl.cli.example_task", False, known)
+    config = wing_imports_of(ast.parse("from . import example_task\n"), "keras_afl.cli.config",
+                             False, known)
+    backends = wing_imports_of(ast.parse("from .cases import X\nimport keras_afl.cli\n"),
+                               "keras_afl.bench.backends", True, known)
+    package = wing_imports_of(ast.parse("def f():\n    from keras_afl.cli import config\n"),
+                              "keras_afl.cli", True, known)
+    assert example == {"keras_afl.cli.config"} and config == {"keras_afl.cli.example_task"}
+    assert backends == {"keras_afl.bench.backends.cases", "keras_afl.cli"}
+    graph = {"keras_afl.cli.example_task": example, "keras_afl.cli.config": config,
+             "keras_afl.cli": package, "keras_afl.bench.backends": backends}
+    assert import_cycles(graph) == [["keras_afl.cli.config", "keras_afl.cli.example_task"]]
+
+
+# --------------------------------------------------------------------------- module length
+
+LINE_LIMIT = 500
+# Where the limit holds today: the app and the harness (folders of keras_afl). The library's
+# modules are being split by their own change (issue 20, item 4); each joins this tuple then
+# (the whole library: every folder and module of keras_afl but __main__).
+LINE_LIMIT_COVERS = ("cli", "bench")
+
+
+def test_no_module_of_the_app_or_the_harness_is_over_the_line_limit():
+    """A module past LINE_LIMIT lines becomes a folder, or is split by what each part does
+    (keras_afl.bench.backends is a folder; keras_afl.cli.config has its config_* modules)."""
+    lengths = {}
+    for folder in LINE_LIMIT_COVERS:
+        paths = glob.glob(os.path.join(PACKAGE, folder, "**", "*.py"), recursive=True)
+        assert paths, folder
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                count = len(f.read().splitlines())
+            lengths[os.path.relpath(path, REPO).replace(os.sep, "/")] = count
+    assert {p: n for p, n in lengths.items() if n > LINE_LIMIT} == {}
+    assert "keras_afl/bench/backends/suites.py" in lengths and "keras_afl/cli/config.py" in lengths

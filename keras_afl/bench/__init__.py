@@ -52,6 +52,11 @@ table, its tables and plots), `memory` (the program whose peak memory
 is measured, run in a process of its own) and `reports` (tables, results.md
 and results.json). The harness uses keras_afl's public names only, but for the
 sweep, which forces the losses' paths through `keras_afl.losses._crossover`.
+
+Beside it: `backends` (the harness of JAX and PyTorch, a folder laid out the
+same way), `guard_cost` (the label checks' cost per training step), and
+`device` and `table` (the device in words, plain-text tables), which the app
+(`keras_afl.cli`) uses too: the app imports the harness, the harness never the app.
 """
 
 from __future__ import annotations

@@ -10,12 +10,14 @@
 
 This package is the app, one module per job: this file (the parser and the
 dispatch to the commands), `common` (errors, exit codes, optional imports,
-tables), `config` (the train config's schema and validation), `yaml_file`
-(reading it), `build` (Keras models, losses and optimizers from a validated
-config), `data`, `train`, `demo`, `plot`, `check`, `lint`, `listing` (the
-`list` command) and `bench` (the `bench` command's arguments; the harness is
+tables), `config` (the train config's schema and validation, with
+`config_checker`, `config_names`, `config_training` and `example_task`),
+`yaml_file` (reading it), `build` (Keras models, losses and optimizers from a
+validated config), `data`, `train`, `demo`, `plot`, `check`, `lint`, `listing`
+(the `list` command) and `bench` (the `bench` command's arguments; the harness is
 `keras_afl.bench`). It uses the library's public names only (`keras_afl.entry`,
-`keras_afl.lint`, `keras_afl.layers`, ...); the library never imports it.
+`keras_afl.lint`, `keras_afl.layers`, ...) and the harness; neither the library
+nor the harness imports it.
 
 The commands import what they need when they run: `demo`, `train` and `plot`
 need the `cli` extra (`pip install "keras-afl[cli]"`: PyYAML, matplotlib,

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The device in words (the first line of `check`): the harness's, shared with its reports.
+from keras_afl.bench.device import _device_words, device  # noqa: F401 (re-exported)
+
 
 def backend():
     """The name of Keras's backend in this process ("tensorflow", "jax" or "torch")."""
@@ -148,38 +151,3 @@ def central_differences(fn, inputs, upstream, *, args=(), delta=1e-6):
             grad[j] = (total(plus) - total(minus)) / (2 * delta)
         out.append(grad.reshape(x.shape))
     return out
-
-
-def device():
-    """Where Keras computes by default on this backend, in words, the same on every backend:
-    the device, then the backend and how many accelerators it sees -- "CPU (JAX; no GPU
-    visible)", "GPU:0 NVIDIA H100 80GB HBM3 (PyTorch; 1 GPU visible)". For the first line of
-    `check` and the benchmark reports of JAX and PyTorch."""
-    name = backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        model = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "") \
-            if gpus else ""
-        return _device_words("GPU", model, len(gpus), "TensorFlow")
-    if name == "jax":
-        import jax
-
-        first = jax.devices()[0]  # JAX's default device, where Keras puts its arrays
-        kind = first.platform.upper()  # CPU, GPU, TPU
-        count = 0 if kind == "CPU" else jax.device_count()
-        return _device_words(kind, first.device_kind, count, "JAX")
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0  # Keras uses cuda if any
-    return _device_words("GPU", torch.cuda.get_device_name(0) if count else "", count, "PyTorch")
-
-
-def _device_words(kind, model, count, library):
-    """"CPU (JAX; no GPU visible)" when `count` is 0, else "GPU:0 <model> (JAX; 2 GPUs visible)"."""
-    if not count:
-        return f"CPU ({library}; no GPU visible)"
-    plural = "" if count == 1 else "s"
-    where = f"{kind}:0 {model}" if model else f"{kind}:0"
-    return f"{where} ({library}; {count} {kind}{plural} visible)"

@@ -1,10 +1,12 @@
 """`keras-afl bench [--quick] [...]`: the command's arguments, handed to the harness.
 
 The benchmark harness is `keras_afl.bench` (importable on its own:
-`keras_afl.bench.run(...)`); this module only turns the parsed arguments into
-one `run(...)` call through the harness's public names, prints its table and
-writes the reports with the command line that reproduces them. A bad argument
-is a ValueError, which the command reports as one message (exit 2).
+`keras_afl.bench.run(...)`; on JAX and PyTorch `keras_afl.bench.backends.run(...)`);
+this module only turns the parsed arguments into one `run(...)` call through
+the harness's public names, prints its table and writes the reports with the
+command line that reproduces them. A bad argument is a ValueError, which the
+command reports as one message (exit 2). The harness never imports this module:
+the arguments flow from here to the harness, the results back as return values.
 """
 
 from __future__ import annotations
@@ -54,13 +56,11 @@ def run(args):
     if args.suites and "checks" in args.suites:
         checks_per_step(args)
     if keras.backend.backend() != "tensorflow":  # JAX, PyTorch: their own cases and references
-        from keras_afl.bench import backends
-
         if args.suites and "checks" in args.suites:
             args.suites = [s for s in args.suites if s != "checks"]
             if not args.suites:
                 return 0
-        return backends.run_cli(args)
+        return run_jax_or_torch(args)
     from keras_afl import bench as harness
 
     activations = losses = None
@@ -92,4 +92,42 @@ def run(args):
         print("wrote " + " and ".join(paths))
         if result.get("sweep_summary"):
             print("plots: " + ", ".join(harness.plot_sweep(result, args.output)))
+    return 0
+
+
+def run_jax_or_torch(args):
+    """`keras-afl bench` on JAX or PyTorch (`keras_afl.bench.backends`), from the parsed
+    arguments; returns the exit code."""
+    import os
+
+    from keras_afl.bench import backends
+
+    if args.modes:
+        raise ValueError("--modes (graph, xla) are TensorFlow's; on JAX every case runs under "
+                         "jax.jit, on PyTorch eagerly. Fix: drop --modes, or --backend tensorflow")
+    if args.dtypes and len(args.dtypes) > 1:
+        raise ValueError(f"on {backends.active_backend()}, --dtypes takes one dtype per run; got "
+                         f"{' '.join(args.dtypes)}. Fix: one run per dtype (the default is "
+                         "float32)")
+    activations = losses = None
+    if args.cases:  # run() names the unknown ones
+        activations = [c for c in args.cases if c not in backends.LOSSES]
+        losses = [c for c in args.cases if c in backends.LOSSES]
+    notes = ""
+    if args.notes:
+        with open(args.notes, encoding="utf-8") as f:
+            notes = f.read()
+    result = backends.run(quick=args.quick, sizes=args.sizes, dtype=(args.dtypes or ["float32"])[0],
+                          repeats=args.repeats, activations=activations, losses=losses,
+                          suites=tuple(args.suites or ("activations", "losses")),
+                          progress=not args.no_progress)
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if os.environ.get(k)}
+    result["command"] = " ".join([*(f"{k}={v}" for k, v in threads.items()), "keras-afl",
+                                  "--backend", result["backend"],
+                                  *command_line(args).split(" ")[1:]])
+    print(backends.terminal_table(result))
+    print(f"\n{result['duration_s']:.0f} s; load average before {result['load_before']}, "
+          f"after {result['load_after']}")
+    if args.output:
+        print("wrote " + " and ".join(backends.write_reports(result, args.output, notes)))
     return 0

@@ -13,6 +13,9 @@ import os
 import platform
 import sys
 
+# The commands' tables: the harness's formatter (the app may import the harness, not back).
+from keras_afl.bench.table import format_table  # noqa: F401 (re-exported)
+
 CLI_EXTRA = 'pip install "keras-afl[cli]"'
 
 # module -> the distribution that provides it (for the error message)
@@ -131,33 +134,6 @@ def did_you_mean(name, candidates):
     """`"; did you mean 'x'?"` for the closest candidate, or `""`."""
     c = closest(name, candidates)
     return f"; did you mean {c!r}?" if c else ""
-
-
-def format_table(header, rows, *, floatfmt="{:.4f}"):
-    """Plain-text table with aligned columns (numbers formatted with `floatfmt`)."""
-
-    def cell(v):
-        if isinstance(v, float):
-            return "nan" if v != v else floatfmt.format(v)
-        return "-" if v is None else str(v)
-
-    body = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h))
-              for i, h in enumerate(header)]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    for r in body:
-        out.append("  ".join(
-            c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    return "\n".join(line.rstrip() for line in out)
-
-
-def _numeric(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def versions():

@@ -21,6 +21,7 @@ import importlib.util
 import os
 
 from keras_afl.cli.common import ConfigError
+from keras_afl.cli.config_training import check_training
 
 _KEYS = ("name", "description", "seed", "example", "data", "model", "training")
 _NEEDS = ("DATA", "MODEL", "check_losses", "run")
@@ -51,9 +52,8 @@ def load_script(path, file, key="example"):
 
 
 def validate(ck, raw, base, file):
-    """The normalised config of an `example:` config (`base`: name, description, seed, ...)."""
-    from keras_afl.cli import config
-
+    """The normalised config of an `example:` config (`base`: name, description, seed, ...);
+    `keras_afl.cli.config.validate` hands it here (`ck`: its `Checker` of the file)."""
     ck.keys(raw, "", _KEYS, note="; `lint` and `activation_stats` apply to model.layers configs")
     path = script_path(ck.string(raw["example"], "example"), file)
     script = load_script(path, file)
@@ -73,6 +73,6 @@ def validate(ck, raw, base, file):
     if "validation_split" in training:
         ck.fail("training.validation_split", "an example script holds out its own test split "
                                              "and has no validation split; remove this key")
-    cfg["training"] = config._check_training(ck, training)
+    cfg["training"] = check_training(ck, training)
     del cfg["training"]["validation_split"]
     return cfg

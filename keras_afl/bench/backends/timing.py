@@ -1,0 +1,119 @@
+"""How the harness of JAX and PyTorch times a case: one step per call (a jitted VJP or value
+and gradient on JAX, eager `torch.autograd.grad` on PyTorch, each waited for), and the
+round-robin timer of single calls, for `keras_afl.bench.backends`."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+SAMPLE_S = 0.004  # each round runs a block of calls of each step lasting about this long
+WARMUP_S = 0.3  # warm-up per case (compilation, thread pools, caches): the first case on
+                # PyTorch ran 100x slow without it
+
+
+def jax_activation_step(f, x, g, alpha=None):
+    """A jitted call: (f(x), the VJP of g) -- with respect to x, and alpha for PReLU."""
+    import jax
+
+    if alpha is None:
+        @jax.jit
+        def step(x, g):
+            y, pullback = jax.vjp(f, x)
+            return y, pullback(g)
+        return lambda: jax.block_until_ready(step(x, g))
+
+    @jax.jit
+    def step_prelu(x, a, g):
+        y, pullback = jax.vjp(f, x, a)
+        return y, pullback(g)
+    return lambda: jax.block_until_ready(step_prelu(x, alpha, g))
+
+
+def _torch_sync():
+    import torch
+
+    return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+
+def torch_activation_step(f, x, g, alpha=None):
+    """An eager call: f(x), then torch.autograd.grad of g (for x, and alpha for PReLU)."""
+    import torch
+
+    sync = _torch_sync()
+    x = x.detach().requires_grad_(True)
+    leaves = [x] if alpha is None else [x, alpha.detach().requires_grad_(True)]
+
+    def step():
+        y = f(*leaves)
+        grads = torch.autograd.grad(y, leaves, g)
+        sync()
+        return y, grads
+    return step
+
+
+def jax_loss_step(loss, y_true, y_pred):
+    import jax
+
+    step = jax.jit(jax.value_and_grad(lambda p, t: loss(t, p)))
+    return lambda: jax.block_until_ready(step(y_pred, y_true))
+
+
+def torch_loss_step(loss, y_true, y_pred):
+    import torch
+
+    sync = _torch_sync()
+    p = y_pred.detach().requires_grad_(True)
+
+    def step():
+        value = loss(y_true, p)
+        grad = torch.autograd.grad(value, [p])
+        sync()
+        return value, grad
+    return step
+
+
+# --------------------------------------------------------------------------- timing
+
+def _block_size(steps, target_s=SAMPLE_S):
+    """Calls per round: enough for the slower step to take about `target_s`."""
+    slowest = 0.0
+    for step in steps:
+        t0 = time.perf_counter()
+        step()
+        slowest = max(slowest, time.perf_counter() - t0)
+    return max(1, min(200, int(target_s / max(slowest, 1e-7))))
+
+
+def time_round_robin(steps, repeats, warmup=3, warmup_s=WARMUP_S):
+    """Per step, the median and interquartile range (ms) of its calls: `repeats` rounds, each a
+    block of calls of every step in turn (the order reversed every other round), each call timed
+    on its own -- a median of single calls, so that a few calls preempted on a busy machine
+    (tens of ms on a shared two-core machine) do not move it."""
+    t0 = time.perf_counter()  # at least `warmup` calls each, and at least `warmup_s` in all
+    while True:
+        for _ in range(warmup):
+            for step in steps:
+                step()
+        if time.perf_counter() - t0 >= warmup_s:
+            break
+    block = _block_size(steps)
+    samples = [[] for _ in steps]
+    order = list(range(len(steps)))
+    clock = time.perf_counter
+    for r in range(repeats):
+        for i in (order if r % 2 == 0 else order[::-1]):
+            step, out = steps[i], samples[i]
+            for _ in range(block):
+                t0 = clock()
+                step()
+                out.append((clock() - t0) * 1e3)
+    return [(statistics.median(s), iqr(s)) for s in samples], block
+
+
+def iqr(values):
+    if len(values) < 4:
+        return 0.0
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
