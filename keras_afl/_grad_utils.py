@@ -1,4 +1,4 @@
-"""Helpers shared by several modules: input conversion, parameter checks, sum-to-shape.
+"""Helpers shared by several modules: input conversion, parameter checks, axes.
 
 Only what is used in more than one place lives here.
 """
@@ -11,44 +11,34 @@ import numbers
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def as_float_tensor(x, name="x"):
-    """Converts `x` to a floating-point tensor, or raises a TypeError saying how to fix it.
+def as_float(x, name="x"):
+    """`x` as a floating-point tensor of the active backend, or a TypeError saying how to fix it.
 
-    Python lists and scalars become float32 (as `tf.constant([1, 2], tf.float32)`);
-    an integer, boolean or string *tensor/array* is refused rather than silently
-    cast, because its gradient would be undefined.
+    Python lists and scalars become float32; arrays and tensors keep their float dtype (NumPy
+    float64 stays float64); integer, boolean and string tensors are refused rather than cast,
+    because their gradient would be undefined.
     """
-    import tensorflow as tf  # the TensorFlow path only: the module imports on every backend
+    import keras
 
     given = getattr(x, "dtype", None)
     if given is not None:
         try:
-            given = tf.as_dtype(given)
-        except TypeError:
+            given = keras.backend.standardize_dtype(given)
+        except (TypeError, ValueError):
             given = None
-    if given is not None and not given.is_floating:
+    if given is not None and given not in FLOAT_DTYPES:
         raise TypeError(
             f"`{name}` must have a floating-point dtype (one of {', '.join(FLOAT_DTYPES)}); "
-            f"received dtype {given.name}. Cast it first, e.g. tf.cast({name}, 'float32')."
+            f"received dtype {given}. Cast it first, e.g. keras.ops.cast({name}, 'float32')."
         )
     try:
-        # Keep the dtype of arrays and tensors (NumPy float64 stays float64);
-        # only dtype-less Python numbers and lists default to float32.
-        if given is not None:
-            t = tf.convert_to_tensor(x, dtype=given)
-        else:
-            t = tf.convert_to_tensor(x, dtype_hint=tf.float32)
+        t = keras.ops.convert_to_tensor(x, dtype=given or "float32")
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"`{name}` must be convertible to a floating-point tensor; received "
             f"{type(x).__name__} ({e}). Pass a float tensor or array, e.g. "
-            f"tf.constant(..., dtype='float32')."
+            f"keras.ops.convert_to_tensor(..., dtype='float32')."
         ) from None
-    if not t.dtype.is_floating:
-        raise TypeError(
-            f"`{name}` must have a floating-point dtype (one of {', '.join(FLOAT_DTYPES)}); "
-            f"received dtype {t.dtype.name}. Cast it first, e.g. tf.cast({name}, 'float32')."
-        )
     return t
 
 
@@ -116,16 +106,3 @@ def normalize_axis(axis, ndim, name="axis"):
             a %= ndim
         out.append(a)
     return tuple(out) if many else out[0]
-
-
-def sum_to_shape(grad, shape):
-    """Sums `grad` over the axes along which a tensor of `shape` was broadcast.
-
-    Used for the gradient of a broadcast parameter (PReLU's per-channel alpha,
-    per-class focal alpha): the result has exactly `shape`.
-    """
-    import tensorflow as tf
-
-    shape = tf.convert_to_tensor(shape, dtype=tf.int32)
-    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
-    return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)

@@ -242,7 +242,7 @@ def restore_before_failing():
 
 
 def _under_xla():
-    from keras_afl.losses._checks import under_xla
+    from keras_afl._keras_compat import under_xla
 
     return under_xla()
 
@@ -257,7 +257,7 @@ def _copy(value):
 
 def _plain_step(original, phase):
     """test_step (every backend) and train_step on PyTorch: verdicts into the logs only (a
-    PyTorch loss raises before the backward pass even while compiled, see `_portable`)."""
+    PyTorch loss raises before the backward pass even while compiled, see `keras_afl._backend._portable`)."""
 
     @functools.wraps(original)
     def step(self, data):

@@ -246,7 +246,7 @@ def set_keras_mask(x, mask):
     A loss tensor with a mask makes `keras.losses.Loss` average over the
     unmasked samples only. Why private: as for `keras_mask`.
     """
-    return _set_attribute(x, KERAS_MASK, mask)
+    return set_attribute(x, KERAS_MASK, mask)
 
 
 def backend_keras_mask(x):
@@ -290,13 +290,14 @@ def keras_logits(x):
 
 def set_keras_logits(x, logits):
     """Records `logits` on a sigmoid/softmax output as Keras does; False if `x` refuses it."""
-    return _set_attribute(x, KERAS_LOGITS, logits)
+    return set_attribute(x, KERAS_LOGITS, logits)
 
 
-def _set_attribute(x, name, value):
+def set_attribute(x, name, value):
+    """Sets an attribute on a tensor; False if its type refuses it (JAX and NumPy arrays)."""
     try:
         setattr(x, name, value)
-    except AttributeError:  # tensor types that refuse attributes (NumPy arrays, ...)
+    except (AttributeError, TypeError):  # tensor types that refuse attributes (NumPy arrays, ...)
         return False
     return True
 
@@ -337,6 +338,20 @@ def call_inputs(layer):
 
 
 # --------------------------------------------------------------------------- TensorFlow
+
+def under_xla():
+    """Whether the graph being built will be compiled by XLA (a `jit_compile=True` tf.function,
+    or a function inside one), where assertions are dropped.
+
+    Why private: no public API says so: tf.function enters an `XLAControlFlowContext` around a
+    `jit_compile=True` call, which this reads (tests/test_labels.py fails loudly if TensorFlow
+    moves it).
+    """
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # no public API
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
 
 def optimization_barrier(*tensors):
     """The tensors, unchanged, behind an XLA optimization barrier (a list).

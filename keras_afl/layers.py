@@ -14,7 +14,8 @@ import keras
 
 from keras_afl import activations
 from keras_afl._grad_utils import check_number, normalize_axis
-from keras_afl._portable.activations import softmax_axis
+from keras_afl._logits import attach_logits
+from keras_afl.activations import softmax_axis
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Softmax", "ELU", "SELU"]
 
@@ -270,7 +271,7 @@ class Softmax(keras.layers.Layer):
         y = activations.softmax(logits, axis=axis) * ops.cast(mask, dtype)
         if isinstance(axis, tuple):  # as the function: no logits over several axes
             return y
-        return activations._attach_logits(y, logits, "softmax", axis)
+        return attach_logits(y, logits, "softmax", axis)
 
     def compute_output_shape(self, input_shape):
         return input_shape

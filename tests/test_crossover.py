@@ -17,8 +17,9 @@ import tensorflow as tf
 from keras_afl import losses as L
 from keras_afl import registry
 from keras_afl.bench import cases, sweep
-from keras_afl.losses import _core as LC
-from keras_afl.losses import _crossover as X
+from keras_afl import _backend
+from keras_afl._backend._tensorflow import _runner as LC
+from keras_afl._backend._tensorflow import _crossover as X
 
 SWITCHES = [(name, mode, X.CROSSOVER[body][mode]) for name, body in sweep.BODIES.items()
             for mode in ("graph", "xla")]
@@ -146,12 +147,12 @@ def test_an_int_override_and_forced_paths_replace_the_table(monkeypatch):
     with pytest.raises(ValueError, match="path"):
         with X.forced("fast"):
             pass
-    monkeypatch.setattr(LC, "_FUSE_MIN_ELEMENTS", 0)
-    assert LC._large((1, 2), "_mse") is True
+    monkeypatch.setattr(LC, "FUSE_MIN_ELEMENTS", 0)
+    assert LC.large((1, 2), "_mse") is True
 
 
 def test_unknown_batch_uses_the_per_sample_share_of_the_crossover():
     log2 = X.DEFAULT_LOG2
     per_sample = 2**log2 // X.PER_SAMPLE_BATCH
-    assert LC._large((None, per_sample)) is True
-    assert LC._large((None, per_sample - 1)) is False
+    assert LC.large((None, per_sample)) is True
+    assert LC.large((None, per_sample - 1)) is False

@@ -29,7 +29,8 @@ import pytest
 import tensorflow as tf
 
 import keras_afl
-from keras_afl.losses import _core as LC
+from keras_afl import _backend
+from keras_afl._backend._tensorflow import _runner as LC
 
 L = keras_afl.losses
 DPS = 50
@@ -116,9 +117,9 @@ def _evaluate(fn, y, z, path):
 
 @pytest.fixture
 def compiled_for_small_inputs(monkeypatch):
-    monkeypatch.setattr(LC, "_FUSE", True)
-    monkeypatch.setattr(LC, "_FUSE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(LC, "_FUSE_MIN_PER_SAMPLE", 0)
+    monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", True)
+    monkeypatch.setattr(LC, "FUSE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(LC, "FUSE_MIN_PER_SAMPLE", 0)
 
 
 def _paths():

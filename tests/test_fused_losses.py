@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from keras_afl import losses as L
-from keras_afl.losses import _core as LC
+from keras_afl import _backend
+from keras_afl._backend._tensorflow import _runner as LC
 from tests._checks import hvp, run_python
 from tests.test_losses import (
     ALPHA5, CASES, NAMES, P, _rng, _tensors, data_binary, data_categorical, data_hinge,
@@ -25,11 +26,11 @@ from tests.test_losses import (
 @pytest.fixture
 def fuse(monkeypatch):
     """Switches the fused path on or off, for inputs of any size (the tests' inputs are tiny)."""
-    monkeypatch.setattr(LC, "_FUSE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(LC, "_FUSE_MIN_PER_SAMPLE", 0)
+    monkeypatch.setattr(LC, "FUSE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(LC, "FUSE_MIN_PER_SAMPLE", 0)
 
     def set_fuse(on):
-        monkeypatch.setattr(LC, "_FUSE", on)
+        monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", on)
 
     return set_fuse
 
@@ -103,8 +104,7 @@ def test_environment_variable_switches_the_fused_path_off():
     import tensorflow as tf
     import keras_afl
     from keras_afl import losses as L
-    from keras_afl.losses import _core as LC
-    print(LC._FUSE)
+    print(L.trace_options()["compiled_kernels"])
     f = tf.function(lambda y, x: L.focal(y, x, from_logits=True))
     g = f.get_concrete_function(tf.TensorSpec([256, 256]), tf.TensorSpec([256, 256])).graph
     print(any(op.node_def.attr["_XlaMustCompile"].b for op in g.get_operations()))
@@ -119,7 +119,7 @@ def test_fused_path_only_in_graph_mode_with_float32_computation(fuse):
     for dtype, expected in ((tf.float32, True), (tf.bfloat16, True), (tf.float64, False)):
         x = tf.constant([[0.5, -0.5]], dtype)
         assert bool(_xla_calls(lambda y, x: L.focal(y, x, from_logits=True), y, x)) == expected, dtype
-    assert LC._fused(tf.constant([1.0])) is False  # eager
+    assert LC.fused(tf.constant([1.0])) is False  # eager
 
 
 @pytest.mark.parametrize("value, expected", [(None, True), ("1", True), ("0", False), ("off", False),
@@ -129,11 +129,11 @@ def test_environment_values_read_by_the_switch(value, expected, monkeypatch):
         monkeypatch.delenv("KERAS_AFL_FUSE_LOSSES", raising=False)
     else:
         monkeypatch.setenv("KERAS_AFL_FUSE_LOSSES", value)
-    assert LC._fuse_from_environment() is expected
+    assert _backend._fuse_from_environment() is expected
 
 
 def test_size_rule_keeps_small_losses_on_the_plain_path(monkeypatch):
-    monkeypatch.setattr(LC, "_FUSE", True)
+    monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", True)
 
     def fused(y_spec, x_spec, fn=lambda y, x: L.focal(y, x, from_logits=True)):
         return bool(_xla_calls(fn, y_spec, x_spec))
@@ -160,9 +160,10 @@ def test_fused_path_under_mirrored_strategy_and_mixed_precision_matches_plain():
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import keras_afl
-    from keras_afl.losses import _core as LC
+    from keras_afl import _backend
+    from keras_afl._backend._tensorflow import _runner as LC
 
-    LC._FUSE_MIN_ELEMENTS = LC._FUSE_MIN_PER_SAMPLE = 0
+    LC.FUSE_MIN_ELEMENTS = LC.FUSE_MIN_PER_SAMPLE = 0
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype("float32")
     cls = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0).astype("int32")
@@ -171,7 +172,7 @@ def test_fused_path_under_mirrored_strategy_and_mixed_precision_matches_plain():
                "afl_sparse_categorical_crossentropy": cls}
 
     def train(loss, y, fuse, strategy=None, policy="float32"):
-        LC._FUSE = fuse
+        _backend._DEFAULTS["compiled_kernels"] = fuse
         keras.mixed_precision.set_global_policy(policy)
         keras.utils.set_random_seed(0)
         with (strategy or tf.distribute.get_strategy()).scope():
@@ -201,7 +202,7 @@ def test_fused_path_under_mirrored_strategy_and_mixed_precision_matches_plain():
 
 
 def _segmentation_step(jit, fuse, monkeypatch):
-    monkeypatch.setattr(LC, "_FUSE", fuse)
+    monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", fuse)
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
@@ -318,8 +319,8 @@ def test_class_sum_in_a_compiled_kernel_equals_numpy(shape, keepdims):
     want = np.sum(v.numpy().astype(np.float64), axis=-1, keepdims=keepdims)
 
     def in_kernel(v):
-        with LC._kernel():
-            return LC._class_sum(v, keepdims=keepdims), LC._class_mean(v)
+        with LC.switched(LC.IN_KERNEL):
+            return _backend.ops().class_sum(v, keepdims), _backend.ops().class_mean(v)
 
     for spec in (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None, *shape[1:]], tf.float32)):
         compiled = tf.function(in_kernel, jit_compile=True, autograph=False, input_signature=[spec])
@@ -329,8 +330,8 @@ def test_class_sum_in_a_compiled_kernel_equals_numpy(shape, keepdims):
         np.testing.assert_allclose(total.numpy(), want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(mean.numpy(), np.reshape(want, want.shape[:len(shape) - 1]) / shape[-1],
                                    rtol=1e-5, atol=1e-6)
-    assert not LC._IN_KERNEL.get()
-    plain = tf.function(lambda v: LC._class_sum(v), autograph=False).get_concrete_function(v).graph
+    assert not LC.IN_KERNEL.get()
+    plain = tf.function(lambda v: _backend.ops().class_sum(v), autograph=False).get_concrete_function(v).graph
     assert not any(op.type == "MatMul" for op in plain.get_operations())
 
 

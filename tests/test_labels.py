@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import keras_afl
-from keras_afl.losses import _core as LC
+from keras_afl import _backend
+from keras_afl._backend._tensorflow import _runner as LC
 from keras_afl.losses._checks import InvalidLabelsError
 
 L = keras_afl.losses
@@ -57,8 +58,8 @@ def _inputs(kind, bad, rows=4, cols=3):
 def path(request, monkeypatch):
     """The plain TensorFlow ops, or the compiled (fused) kernels for these small inputs."""
     if request.param == "compiled":
-        monkeypatch.setattr(LC, "_FUSE", True)
-        monkeypatch.setattr(LC, "_FUSE_MIN_ELEMENTS", 0)
+        monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", True)
+        monkeypatch.setattr(LC, "FUSE_MIN_ELEMENTS", 0)
     return request.param
 
 
@@ -242,16 +243,13 @@ def test_model_fit_under_xla_raises_after_the_step_and_keeps_the_weights():
 
 
 def test_checks_switched_off_restore_the_unchecked_loss():
-    """The benchmark's switch (`_core._CHECK_LABELS`, read when tracing): off, a bad label goes
-    through as before the checks (a number), which is what the checks' cost is measured against."""
+    """The benchmark's switch (`set_trace_options(label_checks=False)`, read when tracing): off, a
+    bad label goes through as before the checks (a number), which is what the checks' cost is
+    measured against."""
     y, x = _inputs("logits", 1.5)
     fn = DENSE["bce_logits"][0]
-    before = LC._CHECK_LABELS
-    LC._CHECK_LABELS = False
-    try:
+    with L.set_trace_options(label_checks=False):
         loss = _graph(fn, y, x).numpy()
-    finally:
-        LC._CHECK_LABELS = before
     assert np.all(np.isfinite(loss))
     with pytest.raises(tf.errors.InvalidArgumentError):
         _graph(fn, y, x)
@@ -260,7 +258,7 @@ def test_checks_switched_off_restore_the_unchecked_loss():
 def test_under_xla_reads_whether_the_graph_being_built_is_compiled_by_xla():
     """The one private TensorFlow access of the checks (`_checks.under_xla`): it must tell a
     jit_compile=True function (and a function called inside one) from a plain tf.function."""
-    from keras_afl.losses._checks import under_xla
+    from keras_afl._keras_compat import under_xla
 
     seen = {}
 

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 import keras_afl
 from keras_afl import losses as L
-from keras_afl.losses import _core as LC
+from keras_afl import _backend
+from keras_afl._backend._tensorflow import _runner as LC
 
 EPS = 1e-7  # keras.config.epsilon()
 SHAPE = (2, 3, 4)  # softmax over axis 1 (3 entries) or the last axis (4 entries)
@@ -262,9 +263,9 @@ def test_unrecognised_outputs_take_no_shortcut():
 @pytest.fixture
 def fused(monkeypatch):
     """The compiled (XLA-kernel) path of graph mode, for inputs of any size."""
-    monkeypatch.setattr(LC, "_FUSE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(LC, "_FUSE_MIN_PER_SAMPLE", 0)
-    monkeypatch.setattr(LC, "_FUSE", True)
+    monkeypatch.setattr(LC, "FUSE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(LC, "FUSE_MIN_PER_SAMPLE", 0)
+    monkeypatch.setitem(_backend._DEFAULTS, "compiled_kernels", True)
 
 
 @pytest.mark.parametrize("act", ["keras_sigmoid", "afl_softmax_last", "keras_softmax_axis1"])

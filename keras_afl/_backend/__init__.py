@@ -30,7 +30,10 @@ naming the reverse-mode alternatives (`_jax.FORWARD_MODE_MESSAGE`, `_torch.FORWA
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import os
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -59,8 +62,8 @@ def unsupported_backend_error(name):
 # its first call and never changed: Keras's backend is fixed for the life of a process. `ops()` and
 # `custom_derivative()` read this global directly, so that under `torch.compile` each is one
 # attribute read Dynamo traces through (an import, or an `lru_cache`d lookup, breaks the graph at
-# every keras_afl call). `keras_afl._portable.activations` calls `adapter()` when it is imported,
-# so the first call never happens inside a compiled function.
+# every keras_afl call). `keras_afl.activations` calls `adapter()` when it is imported, so the
+# first call never happens inside a compiled function.
 _ADAPTER = None
 
 
@@ -97,3 +100,54 @@ def custom_derivative(forward, backward):
     """
     a = _ADAPTER
     return (adapter() if a is None else a).custom_derivative(forward, backward)
+
+
+def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None):
+    """A loss body's per-sample loss with its analytic gradient (with respect to x), run by the
+    active backend (`keras_afl.losses._core._custom_loss` documents the contract): TensorFlow's
+    plain / XLA-compiled pair, or the custom derivative of JAX and PyTorch, each with its
+    NaN-or-raise policy for bad labels."""
+    a = _ADAPTER
+    return (adapter() if a is None else a).ops.run_loss(body, settings, x, tensors, like=like,
+                                                        rule=rule, split=split)
+
+
+# --------------------------------------------------------------------------
+# The losses' switches (`keras_afl.losses.trace_options` / `set_trace_options`), read when a
+# loss is called or traced. Context variables, so that threads and tasks each see their own
+# blocks; behind a plain counter of open blocks, so that outside any block a read is one global
+# lookup (Dynamo traces through it; a ContextVar.get() breaks a torch.compile graph).
+
+
+def _fuse_from_environment():
+    value = os.environ.get("KERAS_AFL_FUSE_LOSSES", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+_DEFAULTS = {"compiled_kernels": _fuse_from_environment(), "label_checks": True}
+_OPTIONS = contextvars.ContextVar("keras_afl_trace_options", default=None)
+_OPEN_BLOCKS = 0
+
+
+def option(name):
+    """The value of switch `name` ("compiled_kernels", "label_checks") here and now."""
+    if _OPEN_BLOCKS:
+        set_here = _OPTIONS.get()
+        if set_here is not None:
+            return set_here[name]
+    return _DEFAULTS[name]
+
+
+@contextlib.contextmanager
+def options_set(**values):
+    """Within the block (this thread or task), the switches given (None: unchanged)."""
+    global _OPEN_BLOCKS
+    current = {name: option(name) for name in _DEFAULTS}
+    current.update({k: bool(v) for k, v in values.items() if v is not None})
+    token = _OPTIONS.set(current)
+    _OPEN_BLOCKS += 1
+    try:
+        yield
+    finally:
+        _OPEN_BLOCKS -= 1
+        _OPTIONS.reset(token)

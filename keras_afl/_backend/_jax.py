@@ -12,6 +12,8 @@ over reverse works: `jax.hessian` (jacfwd of jacrev) and `jax.jacfwd(jax.grad(f)
 import jax
 import jax.numpy as jnp
 
+from keras_afl._backend._portable import LabelErrorBase, PortableOps  # noqa: F401
+
 name = "jax"
 
 FORWARD_MODE_MESSAGE = (
@@ -71,7 +73,7 @@ def _scaled(x, factor):
     return x * jnp.asarray(factor, x.dtype)
 
 
-class ops:
+class ops(PortableOps):
     """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
 
     where = staticmethod(jnp.where)
@@ -92,10 +94,14 @@ class ops:
     relu = staticmethod(jax.nn.relu)
     zeros_like = staticmethod(jnp.zeros_like)
 
+    # ---- activation kernels: the derivatives as `jax.nn`'s autodiff evaluates them.
+
+    ELU_HALF_IN_FLOAT32 = True  # elu/selu of float16/bfloat16 computed in float32, rounded once
+
     @staticmethod
-    def relu_grad(g, x):
-        """g where x > 0, else 0 (relu's derivative times g; 0 at x = 0)."""
-        return jnp.where(x > 0, g, jnp.zeros_like(g))
+    def relu_grad(g, y):
+        """g where y = relu(x) > 0, else 0."""
+        return jnp.where(y > 0, g, jnp.zeros_like(g))
 
     @staticmethod
     def leaky_relu(x, slope):
@@ -107,6 +113,31 @@ class ops:
     def leaky_relu_grad(g, x, slope):
         """g where x > 0, else slope * g (slope at x = 0); `slope` a Python float."""
         return jnp.where(x > 0, g, _scaled(g, slope))
+
+    @staticmethod
+    def sigmoid_grad(g, y):
+        return g * (y * (1 - y))
+
+    @staticmethod
+    def tanh_grad(g, y):
+        return g * (1 - y * y)
+
+    @staticmethod
+    def softmax_grad(g, y, axis):
+        return y * (g - jnp.sum(g * y, axis=axis, keepdims=True))
+
+    @staticmethod
+    def elu(x, alpha, scale):
+        a, s = jnp.asarray(alpha, x.dtype), jnp.asarray(scale, x.dtype)
+        return jnp.where(x > 0, s * x, (s * a) * jnp.expm1(jnp.minimum(x, 0))), ()
+
+    @staticmethod
+    def elu_grad(g, x, y, saved, alpha, scale):
+        """scale g for x >= 0, g scale alpha exp(x) below: the derivative `jax.nn.elu`'s
+        autodiff computes (elu'(0) = scale, as TensorFlow)."""
+        s = jnp.asarray(scale, x.dtype)
+        neg = (s * jnp.asarray(alpha, x.dtype)) * jnp.exp(jnp.minimum(x, 0))
+        return jnp.where(x >= 0, s * g, g * neg)
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
@@ -129,7 +160,7 @@ class ops:
     def dtype_name(x):
         return jnp.dtype(x.dtype).name
 
-    # Used by the portable losses (keras_afl._portable.losses).
+    # Used by the losses (keras_afl.losses).
     floor = staticmethod(jnp.floor)
     isnan = staticmethod(jnp.isnan)
     ones_like = staticmethod(jnp.ones_like)

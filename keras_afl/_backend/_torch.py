@@ -20,6 +20,8 @@ autograd.Function that defines one.
 
 import torch
 
+from keras_afl._backend._portable import LabelErrorBase, PortableOps  # noqa: F401
+
 name = "torch"
 
 FORWARD_MODE_MESSAGE = (
@@ -127,7 +129,7 @@ def custom_derivative(forward, backward):
     return f
 
 
-class ops:
+class ops(PortableOps):
     """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
 
     where = staticmethod(torch.where)
@@ -144,12 +146,16 @@ class ops:
     relu = staticmethod(torch.relu)
     zeros_like = staticmethod(torch.zeros_like)
 
-    # relu's and leaky_relu's derivatives with ATen's own backward kernels: the same values
-    # (g where x > 0; 0 or slope * g otherwise, at x = 0 too) and registered second derivatives,
-    # one fused pass; torch.where on this CPU build measured 20x slower than threshold_backward.
+    # ---- activation kernels: ATen's own backward kernels (one fused pass each, with registered
+    # second derivatives); torch.where on this CPU build measured 20x slower than
+    # threshold_backward.
+
+    ELU_HALF_IN_FLOAT32 = False  # ATen's elu kernels compute half precision in float32 already
+
     @staticmethod
-    def relu_grad(g, x):
-        return torch.ops.aten.threshold_backward(g, x, 0)
+    def relu_grad(g, y):
+        """g where y = relu(x) > 0, else 0."""
+        return torch.ops.aten.threshold_backward(g, y, 0)
 
     @staticmethod
     def leaky_relu(x, slope):
@@ -159,6 +165,32 @@ class ops:
     @staticmethod
     def leaky_relu_grad(g, x, slope):
         return torch.ops.aten.leaky_relu_backward(g, x, slope, False)
+
+    @staticmethod
+    def sigmoid_grad(g, y):
+        return torch.ops.aten.sigmoid_backward(g, y)
+
+    @staticmethod
+    def tanh_grad(g, y):
+        return torch.ops.aten.tanh_backward(g, y)
+
+    @staticmethod
+    def softmax_grad(g, y, axis):
+        if isinstance(axis, int):
+            return torch.ops.aten._softmax_backward_data(g, y, axis, y.dtype)
+        return y * (g - torch.sum(g * y, dim=axis, keepdim=True))
+
+    @staticmethod
+    def elu(x, alpha, scale):
+        return torch.ops.aten.elu(x, alpha, scale, 1.0), ()
+
+    @staticmethod
+    def elu_grad(g, x, y, saved, alpha, scale):
+        """ATen's `elu_backward` from the input, as `F.elu`'s own derivative: g scale for x > 0,
+        g scale alpha exp(x) at and below 0; at x = 0 TensorFlow's convention elu'(0) = scale is
+        put back (ATen takes the left derivative there)."""
+        d = torch.ops.aten.elu_backward(g, alpha, scale, 1.0, False, x)
+        return torch.where(x == 0, g * scale, d)
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
@@ -180,7 +212,7 @@ class ops:
     def dtype_name(x):
         return str(x.dtype).replace("torch.", "")
 
-    # Used by the portable losses (keras_afl._portable.losses).
+    # Used by the losses (keras_afl.losses).
     floor = staticmethod(torch.floor)
     isnan = staticmethod(torch.isnan)
     ones_like = staticmethod(torch.ones_like)

@@ -51,7 +51,7 @@ inputs), `timing` (steps, the round-robin timer, rows, the machine),
 table, its tables and plots), `memory` (the program whose peak memory
 is measured, run in a process of its own) and `reports` (tables, results.md
 and results.json). The harness uses keras_afl's public names only, but for the
-sweep, which forces the losses' paths through `keras_afl.losses._crossover`.
+sweep, which forces the losses' paths through `keras_afl._backend._tensorflow._crossover`.
 
 Beside it: `backends` (the harness of JAX and PyTorch, a folder laid out the
 same way), `guard_cost` (the label checks' cost per training step), and

@@ -190,7 +190,7 @@ def sweep_sections(result):
             "### Crossover: log2 elements from which the compiled path wins (None: never)", "",
             "The threshold per loss and mode that minimises the summed log ratio to Keras over the "
             "sizes and dtypes of this run (`keras_afl.bench.sweep.crossover_table`); "
-            "`keras_afl/losses/_crossover.py` commits it.", "", "```python",
+            "`keras_afl/_backend/_tensorflow/_crossover.py` commits it.", "", "```python",
             sweep.crossover_source(result["crossover"]), "```", "",
             "### Losses: ours / Keras", "", sweep.ratio_table(result, "sweep_loss"), "",
             "### Activations: ours / the native op", "", sweep.ratio_table(result, "sweep_activation"), "",

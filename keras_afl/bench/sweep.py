@@ -2,7 +2,7 @@
 
 Each loss is traced three times per size, dtype and mode and the three are called round robin
 in one loop: keras_afl's plain path (compiled kernels off), its compiled path (compiled kernels
-on at every size, `keras_afl.losses._crossover.forced`) and Keras's loss. "ours" is the path
+on at every size, `keras_afl._backend._tensorflow._crossover.forced`) and Keras's loss. "ours" is the path
 that keras_afl takes by default at that size and mode (`_crossover.CROSSOVER`, read by
 `path_taken`): the same trace, so its time is that path's. The two paths' times give the
 crossover (`crossover_table`: per loss and mode, the threshold that minimises the summed log ratio
@@ -28,7 +28,7 @@ from keras_afl.bench.cases import (ACTIVATIONS, LOSSES, TARGETS, activation_inpu
                                    loss_inputs)
 from keras_afl.bench.programs import graph_kernels
 from keras_afl.bench.timing import activation_step, log2, loss_step, round_robin, timed_row
-from keras_afl.losses import _crossover
+from keras_afl._backend._tensorflow import _crossover
 
 SWEEP_SIZES = tuple(range(10, 25, 2))  # log2 of the number of elements
 SWEEP_REPEATS = 3  # timed calls per loss case at 2^22 and up; more below (`sweep_repeats`)

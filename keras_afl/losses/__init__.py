@@ -1,14 +1,17 @@
-"""Loss functions with analytic derivatives.
+"""Loss functions with analytic derivatives, on every Keras backend.
 
 Each loss comes twice: a function that returns one value per sample (it
 reduces the class/feature axis, like Keras's functional losses) and a thin
-`keras.losses.Loss` subclass that stores the settings. The function validates
-its settings, then calls a private `tf.custom_gradient` closure in which the
-forward pass and its derivative with respect to `y_pred` (with respect to the
-logits on the logits path) stand side by side. The per-sample mean (or sum)
-over the last axis happens inside the closure, so the backward pass is one
-expression, `upstream[..., None] * dL/dz`. Every backward pass is written with
-differentiable TensorFlow ops, so second derivatives work too.
+`keras.losses.Loss` subclass that stores the settings. Both are written once,
+in one family module (`regression`, `binary`, `categorical`, `sparse`), over
+the active backend's operations: the function validates its settings, then
+hands a loss body -- the forward pass and its derivative with respect to
+`y_pred` (to the logits on the logits path) side by side -- to the backend's
+runner (`keras_afl._backend.run_loss`: `tf.custom_gradient`, `jax.custom_vjp`
+or a `torch.autograd.Function`). The per-sample mean (or sum) over the last
+axis happens inside the body, so the backward pass is one expression,
+`upstream[..., None] * dL/dz`. Every backward pass is written with
+differentiable operations, so second derivatives work too.
 
 Reduction, sample weights, masks, distribution. The `Loss` classes leave
 these to `keras.losses.Loss`, exactly as Keras's own losses do. `reduction`
@@ -37,7 +40,9 @@ sigma(z) - y or softmax(z) - y). The activation is known from keras_afl's
 sigmoid/softmax (which record it with the logits), in graph mode and under
 XLA from the op that made `y_pred` (Keras's sigmoid/softmax, `tf.nn`'s), and
 for an eager output of Keras's (which carries only `_keras_logits`) by
-checking that the activation of the logits reproduces `y_pred`. Any other
+checking that the activation of the logits reproduces `y_pred`. On JAX there
+is no shortcut (`jax.jit`'s tracers take no attributes; `keras_afl._logits`):
+probabilities are used as given, clipped as Keras clips them. Any other
 pairing -- a sigmoid output in a categorical loss, a softmax output in a
 binary one, a softmax over another axis, an output changed after the
 activation -- is the loss of the probabilities as given, in every mode.
@@ -98,7 +103,7 @@ softmax classes name their `background_class`. Under `tf.distribute` the count i
 all replicas, so the loss and gradients equal a single-device run. `normalize` is a reduction
 over the batch, so it belongs to the classes; the functions return per-sample values.
 
-Speed. In graph mode (`tf.function`, `model.fit`), a loss computed in float32
+Speed (TensorFlow). In graph mode (`tf.function`, `model.fit`), a loss computed in float32
 (float32, float16 or bfloat16 inputs) on at least 2**16 elements (2**10 per
 sample when the batch size is unknown) runs as two XLA-compiled kernels
 called from its custom gradient, forward and backward, whether or not the
@@ -114,35 +119,19 @@ to turn the compiled path off (for a device without XLA). Measurements:
 `benchmarks/results.md`.
 """
 
-# On TensorFlow: one module per family (regression, binary, categorical, sparse), each with its
-# functions, their derivatives and their Loss classes; `_core` holds what they share (the switches
-# of the compiled path included), `_base` the Loss base class. On JAX and PyTorch:
-# `keras_afl._portable.losses`, the same names, settings and registered classes, each derivative
-# written once for both and given to `jax.custom_vjp` / a `torch.autograd.Function`.
-from keras_afl._backend import backend as _backend
-
-if _backend() == "tensorflow":
-    from keras_afl.losses._checks import InvalidLabelsError
-    from keras_afl.losses._core import set_trace_options, trace_options
-    from keras_afl.losses.binary import (
-        BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
-    )
-    from keras_afl.losses.categorical import (
-        CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
-    )
-    from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
-    from keras_afl.losses.sparse import (
-        SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
-        sparse_categorical_focal,
-    )
-else:
-    from keras_afl._portable.losses import (  # noqa: F401
-        BinaryCrossentropy, CategoricalCrossentropy, CategoricalFocalLoss, FocalLoss, Hinge, Huber,
-        InvalidLabelsError, MeanSquaredError, SparseCategoricalCrossentropy, SparseCategoricalFocalLoss,
-        binary_crossentropy, categorical_crossentropy, categorical_focal, focal, hinge, huber,
-        mean_squared_error, set_trace_options, sparse_categorical_crossentropy,
-        sparse_categorical_focal, trace_options,
-    )
+from keras_afl.losses._checks import InvalidLabelsError
+from keras_afl.losses._core import set_trace_options, trace_options
+from keras_afl.losses.binary import (
+    BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
+)
+from keras_afl.losses.categorical import (
+    CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
+)
+from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
+from keras_afl.losses.sparse import (
+    SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
+    sparse_categorical_focal,
+)
 
 __all__ = [
     "mean_squared_error", "binary_crossentropy", "categorical_crossentropy",

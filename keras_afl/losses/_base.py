@@ -10,13 +10,14 @@ from __future__ import annotations
 import inspect
 
 import keras
-import tensorflow as tf
 
 from keras_afl import _keras_compat
-from keras_afl.activations import _attach_logits
+from keras_afl._logits import attach_logits, carried_logits
 from keras_afl.losses import _positives
-from keras_afl.losses._core import _HALF
-from keras_afl.losses._logits import _carried_logits
+from keras_afl.losses._core import _HALF, _dtype, o
+
+_get_mask = _keras_compat.backend_keras_mask
+_set_mask = _keras_compat.set_backend_keras_mask
 
 
 def _keras_reduce():
@@ -38,7 +39,7 @@ class _Loss(keras.losses.Loss):
     """Base: stores settings, delegates to the function, keeps logits across the dtype cast."""
 
     _fn = None
-    _logits_op = None  # "Sigmoid" / "Softmax" for the cross-entropies
+    _logits_activation = None  # "sigmoid" / "softmax" for the cross-entropies
     # Settings added after 0.1.0 (Keras's arguments), saved only when not at their default:
     # files with default settings stay as they were, readable by earlier versions.
     _unsaved_defaults = {}
@@ -61,6 +62,7 @@ class _Loss(keras.losses.Loss):
             return self._call_normalized(y_true, y_pred, sample_weight)
         if self._half_input(y_pred):
             return self._call_half(y_true, y_pred, sample_weight)
+        sample_weight = self._scalar_weight_broadcast(y_pred, sample_weight)
         return super().__call__(y_true, self._carry_logits(y_pred), sample_weight=sample_weight)
 
     def _positives_parts(self, y_true, y_pred):
@@ -70,25 +72,31 @@ class _Loss(keras.losses.Loss):
 
     def _call_normalized(self, y_true, y_pred, sample_weight):
         """`__call__` with `normalize` (`_positives.reduce`): the sum of the weighted per-sample
-        losses over the number of positives, counted over every replica. y_pred is cast to the
-        loss dtype as Keras does (keeping its logits and mask), half precision excepted."""
-        in_mask = _keras_compat.keras_mask(y_pred)
-        with tf.name_scope(self.name):
+        losses over the number of positives, counted over every replica of `tf.distribute` (on
+        JAX under `keras.distribution` the step is one program over the global batch, so the
+        count is the global one already). y_pred is cast to the loss dtype as Keras does
+        (keeping its logits and mask), half precision excepted."""
+        in_mask = _get_mask(y_pred)
+        with keras.name_scope(self.name):
             if not self._half_input(y_pred):
                 y_pred = self._carry_logits(y_pred)
-                if not tf.is_tensor(y_pred) or y_pred.dtype != tf.as_dtype(self.dtype):
-                    y_pred = tf.cast(y_pred, self.dtype)
-            if not tf.is_tensor(y_true):
-                y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
+                if not keras.ops.is_tensor(y_pred) or _dtype(y_pred) != self.dtype:
+                    mask = _get_mask(y_pred) if keras.ops.is_tensor(y_pred) else None
+                    y_pred = o.cast(keras.ops.convert_to_tensor(y_pred), self.dtype)
+                    if mask is not None:
+                        _set_mask(y_pred, mask)
+            if not keras.ops.is_tensor(y_true):
+                y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
             losses, positives = self._positives_parts(y_true, y_pred)
-            mask = _positives.combined_mask(in_mask, _keras_compat.keras_mask(losses))
+            mask = _positives.combined_mask(in_mask, _get_mask(losses))
             return _positives.reduce(losses, positives, sample_weight, mask, self.normalize,
                                      self.reduction, self.dtype)
 
     def _half_input(self, y_pred):
         # Only for our own call(): a subclass that overrides it is promised Keras's casts.
-        return (_KERAS_REDUCE is not None and type(self).call is _Loss.call and tf.is_tensor(y_pred)
-                and y_pred.dtype in _HALF and tf.as_dtype(self.dtype) == tf.float32)
+        return (_KERAS_REDUCE is not None and type(self).call is _Loss.call
+                and keras.ops.is_tensor(y_pred) and _dtype(y_pred) in _HALF
+                and self.dtype == "float32")
 
     def _call_half(self, y_true, y_pred, sample_weight):
         """`keras.losses.Loss.__call__` for a float16/bfloat16 y_pred, without its casts.
@@ -100,42 +108,53 @@ class _Loss(keras.losses.Loss):
         gradients are the same as after Keras's casts. Masks, sample weights and the
         reduction are Keras's own.
         """
-        reduce, get_mask = _KERAS_REDUCE, _keras_compat.keras_mask
+        reduce, get_mask = _KERAS_REDUCE, _get_mask
         in_mask = get_mask(y_pred)
-        with tf.name_scope(self.name):
-            if not tf.is_tensor(y_true):
-                y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
+        with keras.name_scope(self.name):
+            if not keras.ops.is_tensor(y_true):
+                y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
             losses = type(self)._fn.in_compute_dtype(y_true, y_pred, **self._settings())[0]
-            out_mask = get_mask(losses)
-            if in_mask is not None and out_mask is not None:
-                mask = in_mask & out_mask
-            else:
-                mask = in_mask if in_mask is not None else out_mask
+            mask = _positives.combined_mask(in_mask, get_mask(losses))
             return reduce(losses, sample_weight=sample_weight, mask=mask, reduction=self.reduction,
                           dtype=self.dtype)
+
+    def _scalar_weight_broadcast(self, y_pred, sample_weight):
+        """A scalar sample_weight as one weight per sample where the loss will carry a mask
+        (`ignore_class`, or a masked y_pred), where the backend needs it (PyTorch: Keras 3.15's
+        reduction multiplies the weight by the mask in place, which fails for a 0-d weight). With
+        a mask the two give the same reduction (Keras multiplies the weight by the mask first);
+        without one they would not (a scalar weight cancels in "mean_with_sample_weight"), so
+        the weight is left alone then."""
+        if (sample_weight is None or not o.SCALAR_WEIGHT_WITH_MASK_FAILS
+                or not hasattr(y_pred, "shape") or len(y_pred.shape) < 2
+                or (_get_mask(y_pred) is None and getattr(self, "ignore_class", None) is None)):
+            return sample_weight
+        weight = keras.ops.convert_to_tensor(sample_weight, dtype=self.dtype)
+        if len(weight.shape):
+            return sample_weight
+        shape = list(y_pred.shape)
+        del shape[getattr(self, "axis", -1)]
+        return keras.ops.ones(shape, dtype=self.dtype) * weight
 
     def _carry_logits(self, y_pred):
         """Casts y_pred to the loss dtype itself, attaching the cast logits (and mask).
 
-        Keras's `Loss.__call__` casts `y_pred` with `ops.convert_to_tensor`, which
-        makes a new tensor without `_keras_logits`: under mixed precision the
-        stable logits path would be lost. Casting here keeps it, and Keras's cast
-        then returns the same tensor.
+        Keras's `Loss.__call__` casts `y_pred` with `ops.convert_to_tensor`, which makes a new
+        tensor without `_keras_logits`: under mixed precision the stable logits path would be
+        lost. Casting here keeps it, and Keras's cast then returns the same tensor.
         """
-        if self._logits_op is None or not tf.is_tensor(y_pred):
-            return y_pred
-        if tf.as_dtype(y_pred.dtype) == tf.as_dtype(self.dtype):
+        activation = self._logits_activation
+        if activation is None or not keras.ops.is_tensor(y_pred) or _dtype(y_pred) == self.dtype:
             return y_pred
         axis = getattr(self, "axis", -1)
-        logits = _carried_logits(y_pred, self._logits_op, axis)
+        logits = carried_logits(y_pred, activation, axis)
         if logits is None:
             return y_pred
-        mask = _keras_compat.keras_mask(y_pred)
-        activation = self._logits_op.lower()
-        out = _attach_logits(tf.cast(y_pred, self.dtype), tf.cast(logits, self.dtype), activation,
-                             None if activation == "sigmoid" else axis)
-        if mask is not None and not _keras_compat.set_keras_mask(out, mask):
-            return y_pred  # pragma: no cover - tensor types that refuse attributes
+        mask = _get_mask(y_pred)
+        out = attach_logits(o.cast(y_pred, self.dtype), o.cast(logits, self.dtype), activation,
+                            None if activation == "sigmoid" else axis)
+        if mask is not None:
+            _set_mask(out, mask)
         return out
 
     def get_config(self):

@@ -2,7 +2,8 @@
 
 `normalize="positives"` (RetinaNet's convention): the sum of the per-entry losses over the batch
 divided by max(1, number of positive, non-ignored entries) -- the count summed over every replica
-under `tf.distribute`, so that the loss (summed over replicas, as Keras's gradients are) and its
+under `tf.distribute` (on JAX under `keras.distribution` a step is one program over the global
+batch, so the count is global already; PyTorch has no Keras distribution), so that the loss (summed over replicas, as Keras's gradients are) and its
 gradients equal the single-device ones. `normalize="positives_per_image"`: each image's sum over
 max(1, its own count), then the mean over the images of the global batch. What "positive" means
 is each family's own (`_Loss._positives_parts`): a label > 0 (binary), a class other than
@@ -14,10 +15,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_afl import _keras_compat
+from keras_afl._backend import ops
 
 NORMALIZE = (None, "positives", "positives_per_image")
 # With `normalize`, `reduction` is replaced by the normalisation: only these are accepted.
@@ -95,24 +96,14 @@ def check_background_in_range(background_class, num_classes, fn_name):
             f"which has {num_classes} classes; expected 0 <= background_class < {num_classes}.")
 
 
-def global_sum(x):
-    """x summed over the replicas in sync (a replica context of tf.distribute), else x."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return x
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
-
-
 def _as_weights(sample_weight, losses, dtype):
     """Sample weights broadcast to the per-sample losses: a trailing axis of size 1 squeezed,
     missing trailing axes added (one weight per image weights all its entries)."""
-    w = tf.cast(tf.convert_to_tensor(sample_weight), dtype)
-    rank, wrank = losses.shape.rank, w.shape.rank
-    if rank is None or wrank is None:
-        return w
-    if wrank == rank + 1 and w.shape[-1] == 1:
-        w = tf.squeeze(w, -1)
-    while w.shape.rank < rank and w.shape.rank > 0:
+    w = keras.ops.cast(keras.ops.convert_to_tensor(sample_weight), dtype)
+    rank = len(losses.shape)
+    if len(w.shape) == rank + 1 and w.shape[-1] == 1:
+        w = keras.ops.squeeze(w, -1)
+    while 0 < len(w.shape) < rank:
         w = w[..., None]
     return w
 
@@ -125,33 +116,29 @@ def reduce(losses, positives, sample_weight, mask, normalize, reduction, dtype):
     count); masked samples count for nothing. With reduction None / "none", the per-sample
     terms whose sum is that value.
     """
-    losses = tf.cast(losses, dtype)
-    positives = tf.cast(positives, dtype)
-    if losses.shape.rank == 0:
+    k, o = keras.ops, ops()
+    losses = k.cast(losses, dtype)
+    positives = k.cast(positives, dtype)
+    if len(losses.shape) == 0:
         losses, positives = losses[None], positives[None]
     if mask is not None:
-        m = tf.cast(mask, dtype)
+        m = k.cast(mask, dtype)
         losses, positives = losses * m, positives * m
     if sample_weight is not None:
         losses = losses * _as_weights(sample_weight, losses, dtype)
-    one = tf.ones([], dtype)
+    one = k.ones((), dtype)
     if normalize == "positives":
-        count = tf.maximum(tf.stop_gradient(global_sum(tf.reduce_sum(positives))), one)
-        return losses / count if reduction in (None, "none") else tf.reduce_sum(losses) / count
-    axes = list(range(1, losses.shape.rank)) if losses.shape.rank is not None else None
-    if axes is None:
-        axes = tf.range(1, tf.rank(losses))
-    per_image = tf.stop_gradient(tf.reduce_sum(positives, axes, keepdims=True))
-    images = tf.stop_gradient(global_sum(tf.cast(tf.shape(losses)[0], dtype)))
-    terms = losses / (tf.maximum(per_image, one) * tf.maximum(images, one))
-    return terms if reduction in (None, "none") else tf.reduce_sum(terms)
+        count = k.maximum(k.stop_gradient(o.global_sum(k.sum(positives))), one)
+        return losses / count if reduction in (None, "none") else k.sum(losses) / count
+    axes = tuple(range(1, len(losses.shape)))
+    per_image = k.stop_gradient(k.sum(positives, axis=axes, keepdims=True) if axes else positives)
+    images = k.stop_gradient(o.global_sum(k.cast(k.shape(losses)[0], dtype)))
+    terms = losses / (k.maximum(per_image, one) * k.maximum(images, one))
+    return terms if reduction in (None, "none") else k.sum(terms)
 
 
 def combined_mask(in_mask, out_mask):
     if in_mask is not None and out_mask is not None:
-        return tf.logical_and(tf.cast(in_mask, tf.bool), tf.cast(out_mask, tf.bool))
+        return keras.ops.logical_and(keras.ops.cast(in_mask, "bool"),
+                                     keras.ops.cast(out_mask, "bool"))
     return in_mask if in_mask is not None else out_mask
-
-
-def keras_mask(x):
-    return _keras_compat.keras_mask(x)

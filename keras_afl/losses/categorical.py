@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl.losses import _positives
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_weights, _class_axis_last, _class_sum, _custom_loss, _dense_pair,
-    _done, _public_loss, _focal_factor, _inv_size, _labels, _per_class, _register,
-    _select,
+    _done, _dtype, _float_input, _focal_factor, _inv_size, _labels, _per_class, _public_loss,
+    _register, _select, o,
 )
 
 
 def _dense_categorical(y_true, y_pred, from_logits, axis, fn_name):
     """Shared preparation: logits/probabilities and labels with the class axis last."""
-    y_pred = as_float_tensor(y_pred, "y_pred")
-    axis = normalize_axis(axis, y_pred.shape.rank)
-    x, from_logits = _select(y_pred, from_logits, "Softmax", fn_name, axis)
+    y_pred = _float_input(y_pred, fn_name)
+    axis = normalize_axis(axis, len(y_pred.shape))
+    x, from_logits = _select(y_pred, from_logits, "softmax", fn_name, axis)
     y, x = _dense_pair(y_true, x, fn_name)
-    dtype = x.dtype
+    dtype = _dtype(x)
     y, x = _class_axis_last(y, axis), _class_axis_last(x, axis)
     return y, x, from_logits, dtype
 
@@ -39,10 +38,10 @@ def _categorical_probabilities(settings, p, y, a=None):
     gamma, ls, eps = settings
     y = _smooth_categorical(_labels(y, p), ls, p)
     ay = y if a is None else a * y
-    s = tf.maximum(_class_sum(p), eps)
+    s = o.maximum(_class_sum(p), o.scalar(eps, p))
     n = p / s
-    c = tf.clip_by_value(n, eps, 1.0 - eps)
-    lc = tf.math.log(c)
+    c = o.clip(n, o.scalar(eps, p), o.scalar(1.0 - eps, p))
+    lc = o.log(c)
     if gamma == 0.0:
         weighted = ay
     else:
@@ -131,18 +130,18 @@ def _softmax_stats(z):
     The compiled forward of the softmax losses saves (m, l) -- one number each per
     sample -- so that the backward is one pass over z: softmax = exp(z - m) * exp(-l).
     """
-    m = tf.reduce_max(z, -1, keepdims=True)
+    m = o.max(z, axis=-1, keepdims=True)
     zm = z - m
     top = zm >= 0.0  # the maxima
-    t = _class_sum(tf.exp(zm) * tf.cast(zm < 0.0, z.dtype))  # NaN * 0 stays NaN
-    n = tf.reduce_sum(tf.cast(top, z.dtype), -1, keepdims=True)
-    return zm, (m, tf.math.log1p(t + (n - 1.0)))
+    t = _class_sum(o.exp(zm) * o.cast(zm < 0.0, _dtype(z)))  # NaN * 0 stays NaN
+    n = o.sum(o.cast(top, _dtype(z)), axis=-1, keepdims=True)
+    return zm, (m, o.log1p(t + (n - 1.0)))
 
 
 def _softmax(zm, l):
     """softmax = exp(z - m) * exp(-l), to a few ulp: exp((z - m) - l) would carry the rounding
     of the difference (ulp(40) relative error at z - m = -40)."""
-    return tf.exp(zm) * tf.exp(-l)
+    return o.exp(zm) * o.exp(-l)
 
 
 def _near_one(zm, l):
@@ -150,7 +149,7 @@ def _near_one(zm, l):
     log_softmax = -l, softmax = exp(-l) and 1 - softmax = -expm1(-l), one number per row) when
     l < log 2. A test of z - m against a per-row threshold (0 or 1), which XLA vectorises;
     the callers pick with products (a tf.where measured up to 2x slower on CPU)."""
-    return tf.cast(zm >= tf.cast(l >= _LOG_2, l.dtype), zm.dtype)
+    return o.cast(zm >= o.cast(l >= _LOG_2, _dtype(l)), _dtype(zm))
 
 
 def _softmax_times_minus(zm, l, s, y):
@@ -158,7 +157,7 @@ def _softmax_times_minus(zm, l, s, y):
     s (softmax - 1) + (s - y), so that a confidently right row's gradient keeps its digits
     (softmax - 1 rounds to 0 for softmax within epsilon of 1)."""
     near = _near_one(zm, l)
-    return near * (s * tf.math.expm1(-l) + (s - y)) + (1.0 - near) * (s * _softmax(zm, l) - y)
+    return near * (s * o.expm1(-l) + (s - y)) + (1.0 - near) * (s * _softmax(zm, l) - y)
 
 
 def _cce_logits_forward(settings, z, y):
@@ -242,13 +241,13 @@ def _cfocal_logits(settings, z, y, a=None, stats=None):
     gamma, ls = settings
     y = _smooth_categorical(_labels(y, z), ls, z)
     ay = y if a is None else a * y
-    # (z - m, l): accurate at p ~ 1 (see `_softmax_stats`), unlike tf.nn.log_softmax
+    # (z - m, l): accurate at p ~ 1 (see `_softmax_stats`), unlike a log_softmax kernel
     if stats is None:
         zm, (_, l) = _softmax_stats(z)
     else:
         zm, l = stats
     lp = zm - l
-    om = -tf.math.expm1(lp)  # 1 - p, accurate near p = 1
+    om = -o.expm1(lp)  # 1 - p, accurate near p = 1
     weighted = ay if gamma == 0.0 else ay * _focal_factor(om, gamma)
     loss = -_class_sum(weighted * lp, keepdims=False)
 
@@ -258,14 +257,14 @@ def _cfocal_logits(settings, z, y, a=None, stats=None):
             w = weighted
         else:
             pos = om > 0.0
-            h = tf.where(pos, -lp / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
+            h = o.where(pos, -lp / o.where(pos, om, o.ones_like(om)), o.ones_like(om))
             w = weighted * (1.0 + gamma * p * h)
         # p sum(w) - w; where p > 1/2, as p (sum(w) - w) - (1 - p) w with the row's p and 1 - p:
         # for a one-hot row right with p ~ 1, sum(w) - w is exactly 0 and (1 - p) w keeps its
         # digits (p sum(w) - w keeps none). (Per element everywhere, it measured 1.25x slower.)
         sw = _class_sum(w)
         near = _near_one(zm, l)
-        return g[..., None] * (near * (tf.exp(-l) * (sw - w) + tf.math.expm1(-l) * w)
+        return g[..., None] * (near * (o.exp(-l) * (sw - w) + o.expm1(-l) * w)
                                + (1.0 - near) * (p * sw - w))
 
     return loss, grad
@@ -299,12 +298,11 @@ def _set_normalization(loss, normalize, background_class, reduction):
 def _categorical_positives(loss, y_true, y_pred):
     """(per-row losses in the computation dtype, 1.0 for each positive row)."""
     values, _ = type(loss)._fn.in_compute_dtype(y_true, y_pred, **loss._settings())
-    y = tf.convert_to_tensor(y_true)
-    y = tf.cast(y, values.dtype)
-    y = _class_axis_last(y, normalize_axis(loss.axis, y.shape.rank))
+    y = o.cast(keras.ops.convert_to_tensor(y_true), _dtype(values))
+    y = _class_axis_last(y, normalize_axis(loss.axis, len(y.shape)))
     _positives.check_background_in_range(loss.background_class, y.shape[-1], type(loss).__name__)
-    mass = tf.reduce_sum(y, -1) - y[..., loss.background_class]
-    return values, tf.cast(mass >= 0.5, values.dtype)
+    mass = o.sum(y, axis=-1) - y[..., loss.background_class]
+    return values, o.cast(mass >= 0.5, _dtype(values))
 
 
 @_register
@@ -332,7 +330,7 @@ class CategoricalCrossentropy(_Loss):
     """
 
     _fn = staticmethod(categorical_crossentropy)
-    _logits_op = "Softmax"
+    _logits_activation = "softmax"
     _unsaved_defaults = {"normalize": None, "background_class": None}
     _reduction_settings = ("normalize", "background_class")
 
@@ -379,7 +377,7 @@ class CategoricalFocalLoss(_Loss):
     """
 
     _fn = staticmethod(categorical_focal)
-    _logits_op = "Softmax"
+    _logits_activation = "softmax"
     _unsaved_defaults = {"normalize": None, "background_class": None}
     _reduction_settings = ("normalize", "background_class")
 

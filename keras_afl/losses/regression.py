@@ -1,14 +1,14 @@
-"""Regression losses: mean squared error and Huber."""
+"""Regression losses: mean squared error and Huber, written once for every backend."""
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from keras_afl._grad_utils import as_float_tensor, check_number
+from keras_afl._grad_utils import as_float, check_number
 from keras_afl.losses._base import _Loss
 from keras_afl.losses._core import (
-    _class_mean, _custom_loss, _dense_pair, _done, _public_loss, _inv_size, _labels, _register,
+    _class_mean, _custom_loss, _dense_pair, _done, _dtype, _inv_size, _label_tensor, _labels,
+    _public_loss, _register, o,
 )
 
 
@@ -23,17 +23,18 @@ def _regression_inputs(y_true, y_pred):
     """
     dtype = getattr(y_pred, "dtype", None)
     try:
-        integer = dtype is not None and tf.as_dtype(dtype).is_integer
-    except TypeError:
+        integer = dtype is not None and keras.backend.standardize_dtype(dtype).startswith(
+            ("int", "uint"))
+    except (TypeError, ValueError):
         integer = False
     if not integer:
-        return y_true, as_float_tensor(y_pred, "y_pred")
-    y_pred = tf.convert_to_tensor(y_pred)
-    out = tf.as_dtype(keras.backend.result_type(y_pred.dtype.name, "float32"))
-    labels = tf.convert_to_tensor(y_true)
-    if labels.dtype.is_floating or labels.dtype.is_integer:
-        y_true = tf.cast(tf.cast(labels, y_pred.dtype), out)
-    return y_true, tf.cast(y_pred, out)
+        return y_true, as_float(y_pred, "y_pred")
+    y_pred = keras.ops.convert_to_tensor(y_pred)
+    out = keras.backend.result_type(_dtype(y_pred), "float32")
+    labels = _label_tensor(y_true)
+    if _dtype(labels) != "bool":
+        y_true = o.cast(o.cast(labels, _dtype(y_pred)), out)
+    return y_true, o.cast(y_pred, out)
 
 
 @_register
@@ -65,14 +66,14 @@ def mean_squared_error(y_true, y_pred):
     0.5
     """
     y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "mean_squared_error")
-    dtype = y_pred.dtype
+    dtype = _dtype(y_pred)
     return _done(_custom_loss(_mse, (), y_pred, y_true), dtype)
 
 
 def _mse(settings, x, y):
     y = _labels(y, x)
     d = x - y
-    loss = _class_mean(tf.square(d))
+    loss = _class_mean(o.square(d))
 
     def grad(g):
         return (g * (2.0 * _inv_size(x)))[..., None] * d
@@ -116,21 +117,21 @@ def huber(y_true, y_pred, delta=1.0):
     """
     delta = check_number(delta, "delta", low=0.0, low_inclusive=False)
     y_true, y_pred = _dense_pair(*_regression_inputs(y_true, y_pred), "huber")
-    dtype = y_pred.dtype
+    dtype = _dtype(y_pred)
     return _done(_custom_loss(_huber, (delta,), y_pred, y_true), dtype)
 
 
 def _huber(settings, x, y):
     (delta,) = settings
     y = _labels(y, x)
-    d_t = tf.constant(delta, x.dtype)
+    d_t = o.scalar(delta, x)
     e = x - y
-    a = tf.abs(e)
-    c = tf.minimum(a, d_t)
-    loss = _class_mean(0.5 * tf.square(c) + d_t * (a - c))
+    a = o.abs(e)
+    c = o.minimum(a, d_t)
+    loss = _class_mean(0.5 * o.square(c) + d_t * (a - c))
 
     def grad(g):
-        return (g * _inv_size(x))[..., None] * tf.clip_by_value(e, -d_t, d_t)
+        return (g * _inv_size(x))[..., None] * o.clip(e, -d_t, d_t)
 
     return loss, grad
 

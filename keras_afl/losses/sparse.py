@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_afl import _keras_compat
-from keras_afl._grad_utils import as_float_tensor, check_number, normalize_axis
+from keras_afl._grad_utils import check_number, normalize_axis
 from keras_afl.losses import _positives
 from keras_afl.losses._checks import ClassIdRule
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _SPLIT, _check_bool, _check_ignore_class, _check_weights, _class_axis_last, _class_sum,
-    _custom_loss, _done, _flag_samples, _public_loss, _focal_factor, _is_last, _num_classes, _per_class,
-    _register, _select,
+    _custom_loss, _done, _dtype, _flag_samples, _float_input, _focal_factor, _per_class,
+    _public_loss, _register, _select, o,
 )
 from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 
@@ -21,38 +20,42 @@ from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
     """Logits/probabilities (classes last, flattened to (M, K)), the ids as given (flat), the
     id rule (`_checks`) and the samples counted (not `ignore_class`). The loss bodies turn the
-    ids into classes (`_class_ids`), inside the compiled kernels on the fused path.
+    ids into classes (`_class_ids`), inside the compiled kernels on TensorFlow's fused path.
     """
-    y_pred = as_float_tensor(y_pred, "y_pred")
-    rank = y_pred.shape.rank
+    y_pred = _float_input(y_pred, fn_name)
+    rank = len(y_pred.shape)
     axis = normalize_axis(axis, rank)
-    last = _is_last(axis, y_pred)
-    x, from_logits = _select(y_pred, from_logits, "Softmax", fn_name, axis)
-    t = tf.convert_to_tensor(y_true)
-    if not (t.dtype.is_integer or t.dtype.is_floating):
-        raise TypeError(f"`y_true` must hold integer class ids; received dtype {t.dtype.name}.")
-    if t.shape.rank is not None and rank is not None and t.shape.rank == rank and t.shape[axis] == 1:
-        t = tf.squeeze(t, axis)
-    batch_shape = x.shape[:axis].concatenate(x.shape[axis + 1:]) if rank is not None and not last \
-        else x.shape[:-1]
-    if t.shape.rank is not None and rank is not None and (
-        t.shape.rank != rank - 1 or not t.shape.is_compatible_with(batch_shape)
-    ):
+    x, from_logits = _select(y_pred, from_logits, "softmax", fn_name, axis)
+    t = y_true if keras.ops.is_tensor(y_true) else keras.ops.convert_to_tensor(y_true)
+    name = keras.backend.standardize_dtype(t.dtype)
+    if not name.startswith(("int", "uint", "float", "bfloat")):
+        raise TypeError(f"`y_true` must hold integer class ids; received dtype {name}.")
+    t_rank = o.rank(t)  # None: unknown while tracing (TensorFlow), checked when the graph runs
+    if t_rank == rank and t.shape[axis] == 1:
+        t = o.squeeze(t, axis)
+        t_rank -= 1
+    batch_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
+    if t_rank is not None and (t_rank != rank - 1 or any(
+            a is not None and b is not None and a != b for a, b in zip(t.shape, batch_shape))):
         raise ValueError(
             f"{fn_name}: `y_true` must hold one class id per sample, with `y_pred`'s shape "
-            f"without the class axis ({tuple(batch_shape)}); received y_true.shape="
+            f"without the class axis ({batch_shape}); received y_true.shape="
             f"{tuple(t.shape)} and y_pred.shape={tuple(x.shape)}."
         )
-    dtype = x.dtype
+    dtype = _dtype(x)
     x = _class_axis_last(x, axis)
-    static_batch = x.shape[:-1]
-    k = _num_classes(x)
-    batch = tf.shape(x)[:-1]
-    x2 = tf.reshape(x, [-1, k])
-    ids = tf.reshape(t, [-1])  # as given: a float id must be an integer, not truncated
-    valid = None if ignore_class is None else tf.not_equal(ids, tf.cast(ignore_class, ids.dtype))
+    static_batch = tuple(x.shape[:-1])
+    batch = o.dynamic_shape(x)[:-1]
+    x2 = o.reshape(x, (-1, _num_classes(x)))
+    ids = o.reshape(t, (-1,))  # as given: a float id must be an integer, not truncated
+    valid = None if ignore_class is None else ids != ignore_class
     rule = ClassIdRule(fn_name, ignore_class, x2.shape[-1])
     return x2, ids, rule, from_logits, (batch, static_batch), valid, dtype
+
+
+def _num_classes(x):
+    n = x.shape[-1]
+    return n if n is not None else o.dynamic_shape(x)[-1]
 
 
 def _class_ids(ids, num_classes, ignore_class):
@@ -61,91 +64,90 @@ def _class_ids(ids, num_classes, ignore_class):
     without one), ok whether it is a valid id or ignored. An invalid id -- out of
     [0, num_classes), or a float that is not an integer -- is flagged in the loss
     (`_flag_samples`) when the label checks are on."""
-    t = tf.cast(ids, tf.int32) if ids.dtype != tf.int64 else ids
-    ok = (t >= 0) & (t < tf.cast(num_classes, t.dtype))
-    if ids.dtype.is_floating:
-        ok = ok & tf.equal(ids, tf.floor(ids))
+    t = ids if _dtype(ids) == "int64" else o.cast(ids, "int32")
+    if not isinstance(num_classes, int):  # known only when the graph runs (TensorFlow)
+        num_classes = o.cast(num_classes, _dtype(t))
+    ok = (t >= 0) & (t < num_classes)
+    if _dtype(ids).startswith(("float", "bfloat")):
+        ok = ok & (ids == o.floor(ids))
+    zero = o.zeros_like(t)
     if ignore_class is None:
-        return tf.where(ok, t, tf.zeros_like(t)), None, ok
-    counted = tf.not_equal(ids, tf.cast(ignore_class, ids.dtype))
-    return tf.where(ok & counted, t, tf.zeros_like(t)), counted, ok | tf.logical_not(counted)
+        return o.where(ok, t, zero), None, ok
+    counted = ids != ignore_class
+    return o.where(ok & counted, t, zero), counted, ok | ~counted
 
 
 def _weighted(loss, counted, ok):
     """A per-sample loss, 0 for ignored samples, bad ids flagged (`_flag_samples`)."""
     if counted is not None:
-        loss = loss * tf.cast(counted, loss.dtype)
-    return _flag_samples(loss, tf.logical_not(ok))
+        loss = loss * o.cast(counted, _dtype(loss))
+    return _flag_samples(loss, ~ok)
 
 
 def _alpha_t(a, t):
-    return a if a is None or not a.shape.rank else tf.gather(a, t)
+    return a if a is None or not len(a.shape) else o.take(a, t)
 
 
 def _unflattened(x2, batch):
     """The static shape of the (M, K) predictions before flattening: batch shape + (K,)."""
-    return batch[1].concatenate(x2.shape[-1:])
+    return tuple(batch[1]) + tuple(x2.shape[-1:])
 
 
 def _sparse_finish(flat_loss, batch, valid, dtype, ids=None, background=None):
     """(per-sample loss, y_pred's dtype, positives or None): with `background` (the losses'
     normalisation), whether each sample is a positive: counted and not of that class."""
     batch, static_batch = batch
-    loss = tf.reshape(flat_loss, batch)
-    if not tf.executing_eagerly():
-        loss.set_shape(static_batch)
+    loss = o.set_static_shape(o.reshape(flat_loss, batch), static_batch)
     if valid is not None:
         # Tells keras.losses.Loss to average over the counted samples only.
-        _keras_compat.set_keras_mask(loss, tf.reshape(valid, tf.shape(loss)))
+        _keras_compat.set_backend_keras_mask(loss, o.reshape(valid, batch))
     positives = None
     if background is not None:
-        positive = tf.not_equal(ids, tf.cast(background, ids.dtype))
+        positive = ids != background
         positive = positive if valid is None else positive & valid
-        positives = tf.reshape(tf.cast(positive, loss.dtype), tf.shape(loss))
+        positives = o.reshape(o.cast(positive, _dtype(loss)), batch)
     return loss, dtype, positives
 
 
 def _per_class_alpha(alpha, x, fn_name, like):
     """Per-class alpha as a tensor: its length checked against y_pred's classes (`like`: its
     static shape, classes last) at the first call (a ValueError naming alpha), or, where the
-    number of classes is known only when the graph runs, by an assertion naming it."""
+    number of classes is known only when the graph runs (TensorFlow), by an assertion naming it."""
     k = x.shape[-1]
     if isinstance(alpha, tuple) and k is not None and len(alpha) != k:
         raise ValueError(
             f"{fn_name}: `alpha` has {len(alpha)} values but `y_pred` has {k} classes (its "
             f"shape, classes last: {tuple(like)}); expected one weight per class, or a scalar.")
     a = _per_class(alpha, x, "alpha", fn_name)
-    if a is None or not a.shape.rank or x.shape[-1] is not None:
+    if a is None or not len(a.shape) or k is not None:
         return a
-    with tf.control_dependencies([tf.debugging.assert_equal(
-            tf.shape(x)[-1], tf.size(a),
-            message=f"{fn_name}: `alpha` has {len(alpha)} values but y_pred has a different "
-                    "number of classes (printed below); give one value per class or a scalar")]):
-        return tf.identity(a)
+    return o.checked_when_run(a, o.dynamic_shape(x)[-1], len(alpha), (
+        f"{fn_name}: `alpha` has {len(alpha)} values but y_pred has a different number of "
+        "classes (printed below); give one value per class or a scalar"))
 
 
 def _sparse_probabilities(settings, p, ids, a=None):
     """(Focal) sparse categorical cross-entropy from probabilities (M, K); see categorical_focal."""
     gamma, eps, ignore_class = settings
     t, counted, ok = _class_ids(ids, _num_classes(p), ignore_class)
-    factor = tf.ones([], p.dtype) if counted is None else tf.cast(counted, p.dtype)
+    factor = o.scalar(1.0, p) if counted is None else o.cast(counted, _dtype(p))
     a_t = _alpha_t(a, t)
-    s = tf.maximum(_class_sum(p, keepdims=False), eps)
-    n_t = tf.gather(p, t, batch_dims=1) / s
-    c = tf.clip_by_value(n_t, eps, 1.0 - eps)
-    lc = tf.math.log(c)
+    s = o.maximum(_class_sum(p, keepdims=False), o.scalar(eps, p))
+    n_t = o.take_last(p, t) / s
+    c = o.clip(n_t, o.scalar(eps, p), o.scalar(1.0 - eps, p))
+    lc = o.log(c)
     wt = factor if a_t is None else factor * a_t
     if gamma != 0.0:
         oc = 1.0 - c
         wt = wt * _focal_factor(oc, gamma)
-    loss = _flag_samples(-wt * lc, tf.logical_not(ok))
+    loss = _flag_samples(-wt * lc, ~ok)
 
     def grad(g):
         if gamma == 0.0:
             u = -wt / c
         else:
             u = wt * (gamma * lc / oc - 1.0 / c)
-        onehot = tf.one_hot(t, _num_classes(p), dtype=p.dtype)
+        onehot = o.one_hot(t, _num_classes(p), p)
         return (g * u / s)[:, None] * (onehot - n_t[:, None])
 
     return loss, grad
@@ -159,10 +161,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     As `categorical_crossentropy` with one-hot labels, without building them.
     Class ids outside [0, num_classes), and float ids that are not integers
     (1.7 is refused, not truncated), raise an error naming them: eagerly an
-    `InvalidLabelsError` (a `ValueError` and a `tf.errors.InvalidArgumentError`),
-    in `tf.function` an `InvalidArgumentError` from an assertion; under XLA
-    (`jit_compile=True`), which drops assertions, such samples get a NaN loss
-    and gradient instead of a silently wrong value.
+    `InvalidLabelsError` (a `ValueError`; on TensorFlow also an
+    `InvalidArgumentError`, the class of graph mode's assertion); where nothing
+    can raise (XLA, `jax.jit`, `torch.compile`) such samples get a NaN loss and
+    gradient instead of a silently wrong value (`keras_afl.losses.InvalidLabelsError`).
 
     Formula (t = class id):
         logits:        loss = logsumexp(z) - z_t
@@ -220,13 +222,13 @@ def _sparse_ce_and_stats(z, t):
     """-log_softmax(z)_t = l - (z_t - m) and the saved (m, l), from `_softmax_stats`: accurate
     for a confidently right sample, where TF's sparse kernel rounds the loss to 0."""
     zm, (m, l) = _softmax_stats(z)
-    return l[:, 0] - tf.gather(zm, t, batch_dims=1), (m, l)
+    return l[:, 0] - o.take_last(zm, t), (m, l)
 
 
 def _sparse_backprop(saved, z, t):
     """softmax(z) - onehot(t) from the saved statistics, accurate where softmax ~ 1."""
     m, l = saved[:2]
-    return _softmax_times_minus(z - m, l, 1.0, tf.one_hot(t, _num_classes(z), dtype=z.dtype))
+    return _softmax_times_minus(z - m, l, 1.0, o.one_hot(t, _num_classes(z), z))
 
 
 def _scce_logits_forward(settings, z, ids):
@@ -237,7 +239,7 @@ def _scce_logits_forward(settings, z, ids):
 
 def _scce_logits_backward(settings, g, saved, z, ids):
     t, counted, _ = _class_ids(ids, _num_classes(z), *settings)
-    g = g if counted is None else g * tf.cast(counted, g.dtype)
+    g = g if counted is None else g * o.cast(counted, _dtype(g))
     return g[:, None] * _sparse_backprop(saved, z, t)
 
 
@@ -313,7 +315,7 @@ def _sfocal_logits(settings, z, ids, a=None, saved=None):
     gamma, ignore_class = settings
     t, counted, ok = _class_ids(ids, _num_classes(z), ignore_class)
     a_t = _alpha_t(a, t)
-    wt0 = tf.ones([], z.dtype) if counted is None else tf.cast(counted, z.dtype)
+    wt0 = o.scalar(1.0, z) if counted is None else o.cast(counted, _dtype(z))
     wt0 = wt0 if a_t is None else wt0 * a_t
     if saved is None:
         ce, stats = _sparse_ce_and_stats(z, t)
@@ -322,17 +324,17 @@ def _sfocal_logits(settings, z, ids, a=None, saved=None):
     if gamma == 0.0:
         wt = wt0
     else:
-        om = -tf.math.expm1(-ce)  # 1 - p_t
+        om = -o.expm1(-ce)  # 1 - p_t
         wt = wt0 * _focal_factor(om, gamma)
-    loss = _flag_samples(wt * ce, tf.logical_not(ok))
+    loss = _flag_samples(wt * ce, ~ok)
 
     def grad(g):
         if gamma == 0.0:
             w = wt
         else:
-            p_t = tf.exp(-ce)
+            p_t = o.exp(-ce)
             pos = om > 0.0
-            h = tf.where(pos, ce / tf.where(pos, om, tf.ones_like(om)), tf.ones_like(om))
+            h = o.where(pos, ce / o.where(pos, om, o.ones_like(om)), o.ones_like(om))
             w = wt * (1.0 + gamma * p_t * h)
         return (g * w)[:, None] * _sparse_backprop(saved, z, t)
 
@@ -384,7 +386,7 @@ class SparseCategoricalCrossentropy(_Loss):
     """
 
     _fn = staticmethod(sparse_categorical_crossentropy)
-    _logits_op = "Softmax"
+    _logits_activation = "softmax"
     _unsaved_defaults = {"normalize": None, "background_class": None}
     _reduction_settings = ("normalize", "background_class")
 
@@ -440,7 +442,7 @@ class SparseCategoricalFocalLoss(_Loss):
     """
 
     _fn = staticmethod(sparse_categorical_focal)
-    _logits_op = "Softmax"
+    _logits_activation = "softmax"
     _unsaved_defaults = {"normalize": None, "background_class": None}
     _reduction_settings = ("normalize", "background_class")
 

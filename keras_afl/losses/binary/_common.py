@@ -4,11 +4,10 @@ the count of positives (`ignore_class`, `normalize`), the clip and the pieces of
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from keras_afl import _keras_compat
 from keras_afl.losses._checks import LabelRule
-from keras_afl.losses._core import _class_sum
+from keras_afl.losses._core import _class_sum, _dtype, o
 
 
 def _unit_labels(fn_name, ignore=None):
@@ -30,12 +29,12 @@ def _entry_scale(y0, x, ignore, total):
     default path keeps its own expressions.
     """
     if ignore is None:
-        return y0, tf.ones([], x.dtype)
-    keep = tf.cast(tf.not_equal(y0, ignore), x.dtype)
+        return y0, o.scalar(1.0, x)
+    keep = o.cast(y0 != ignore, _dtype(x))
     y0 = y0 * keep  # an ignored label reads as 0, so no formula sees it (no NaN to mask)
     if total:
         return y0, keep
-    return y0, keep / tf.maximum(_class_sum(keep), 1.0)
+    return y0, keep / o.maximum(_class_sum(keep), o.scalar(1.0, x))
 
 
 def _finish_binary(loss, y, x, ignore, total):
@@ -44,18 +43,19 @@ def _finish_binary(loss, y, x, ignore, total):
     positive (label > 0), non-ignored entries of each row, for the normalisation."""
     yc = None
     if ignore is not None or total:
-        yc = tf.cast(y, x.dtype) if y.dtype != x.dtype else y
-    keep = None if ignore is None else tf.not_equal(yc, ignore)
+        yc = o.cast(y, _dtype(x)) if _dtype(y) != _dtype(x) else y
+    keep = None if ignore is None else yc != ignore
     if keep is not None:
-        _keras_compat.set_keras_mask(loss, tf.reduce_any(keep, -1))
+        _keras_compat.set_backend_keras_mask(loss, o.any(keep, axis=-1))
     if not total:
         return loss, None
     positive = yc > 0.0 if keep is None else (yc > 0.0) & keep
-    return loss, tf.reduce_sum(tf.cast(positive, x.dtype), -1)
+    return loss, o.sum(o.cast(positive, _dtype(x)), axis=-1)
 
 
 def _tiny(dtype):
-    return np.finfo(dtype.as_numpy_dtype).tiny
+    """The smallest normal number of the float dtype named `dtype`."""
+    return float(np.finfo(np.float32 if dtype == "bfloat16" else dtype).tiny)
 
 
 def _clip_pair(p, eps):
@@ -65,7 +65,7 @@ def _clip_pair(p, eps):
     1.19e-7 in float32, not eps: Keras's loss there is -log(1.19e-7) = 15.94, not 16.12.
     Half precision is computed in float32, where the complement stays > 0.
     """
-    cp = tf.clip_by_value(p, eps, 1.0 - eps)
+    cp = o.clip(p, o.scalar(eps, p), o.scalar(1.0 - eps, p))
     return cp, 1.0 - cp
 
 
@@ -80,18 +80,16 @@ def _logit_parts(z):
     sigmoid(|z|) = 1 / (1 + e) and sigmoid(-|z|) = e / (1 + e).
 
     Sides are picked by products with pos / npos (exact), which XLA's CPU backend
-    vectorises; a tf.where in these kernels measured up to 1.5x slower.
+    vectorises; a where in these kernels measured up to 1.5x slower on TensorFlow.
 
-    |z| is tf.maximum(z, -z), not tf.abs(z): the same number, but its derivative is the side's
-    sign also at z = 0 (TensorFlow's Maximum gradient goes to the first argument at a tie: +1,
-    the side z >= 0, for 0 and -0), where abs'(0) = 0 made the derivative of the backward pass
-    -- Hessian-vector products, gradient penalties -- 0 instead of its exact value
-    (sigmoid'(0) / N for BCE) at zero-initialised logits. Not z * (pos - npos) as on JAX /
-    PyTorch (where max splits a tie): XLA materialises that sign as one more full-size fusion
-    (8 fusions for BCE's value and gradient instead of 7, measured); with the maximum the fused
-    program keeps abs's 7 fusions, one negation more in the two that read |z|.
+    |z| is the backend's `side_abs`, not abs(z): the same number, but its derivative is the
+    side's sign also at z = 0, where abs'(0) = 0 made the derivative of the backward pass --
+    Hessian-vector products, gradient penalties -- 0 instead of its exact value (sigmoid'(0) / N
+    for BCE) at zero-initialised logits (TensorFlow: max(z, -z), whose gradient goes to the
+    first argument at a tie, keeping XLA's fusions; JAX and PyTorch: z (pos - npos)).
     """
-    pos = tf.cast(z >= 0.0, z.dtype)
-    a = tf.maximum(z, -z)
-    e = tf.exp(-a)
-    return a, e, tf.math.log1p(e), pos, 1.0 - pos
+    pos = o.cast(z >= 0.0, _dtype(z))
+    npos = 1.0 - pos
+    a = o.side_abs(z, pos, npos)
+    e = o.exp(-a)
+    return a, e, o.log1p(e), pos, npos

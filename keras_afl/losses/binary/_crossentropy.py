@@ -4,15 +4,14 @@ Loss classes, with ignored entries (`ignore_class`) and normalisation by positiv
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_afl._grad_utils import check_number
 from keras_afl.losses import _positives
 from keras_afl.losses._base import _Loss, _tuple_or_value
 from keras_afl.losses._core import (
     _check_axis, _check_bool, _check_weights, _class_mean, _class_sum, _custom_loss, _dense_pair,
-    _done, _public_loss, _flag_labels, _focal_factor, _inv_size, _labels, _per_class,
-    _reduced_axis_last, _register, _select,
+    _done, _dtype, _flag_labels, _focal_factor, _inv_size, _labels, _per_class, _public_loss,
+    _reduced_axis_last, _register, _select, o,
 )
 from keras_afl.losses.binary._common import (
     _clip_pair, _entry_scale, _finish_binary, _logit_parts, _smooth_binary, _tiny, _unit_labels,
@@ -82,9 +81,9 @@ def _bce(y_true, y_pred, from_logits, label_smoothing, pos_weight, axis, ignore_
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     pw = _check_weights(pos_weight, "pos_weight")
     ignore = _positives.check_binary_ignore(ignore_class)
-    x, from_logits = _select(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
+    x, from_logits = _select(y_pred, from_logits, "sigmoid", "binary_crossentropy")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "binary_crossentropy"), axis)
-    dtype = x.dtype
+    dtype = _dtype(x)
     w = _per_class(pw, x, "pos_weight", "binary_crossentropy")
     weights = () if w is None else (w,)
     rule = _unit_labels("binary_crossentropy", ignore)
@@ -138,7 +137,7 @@ def _bce_probabilities(settings, p, y, w=None):
     wy = y if w is None else w * y
     ny = 1.0 - y
     cp, cq = _clip_pair(p, eps)
-    ce = _flag_labels(-(wy * tf.math.log(cp) + ny * tf.math.log(cq)), y0)
+    ce = _flag_labels(-(wy * o.log(cp) + ny * o.log(cq)), y0)
     loss = _class_sum(ce * scale, keepdims=False) if weighted else _class_mean(ce)
 
     def grad(g):
@@ -227,9 +226,9 @@ def _focal(y_true, y_pred, gamma, alpha, from_logits, label_smoothing, apply_cla
     from_logits = _check_bool(from_logits, "from_logits")
     ls = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     ignore = _positives.check_binary_ignore(ignore_class)
-    x, from_logits = _select(y_pred, from_logits, "Sigmoid", "focal")
+    x, from_logits = _select(y_pred, from_logits, "sigmoid", "focal")
     y, x = _reduced_axis_last(*_dense_pair(y_true, x, "focal"), axis)
-    dtype = x.dtype
+    dtype = _dtype(x)
     rule = _unit_labels("focal", ignore)
     extra = () if ignore is None and not total else (ignore, total)  # as in `_bce`
     if from_logits:
@@ -290,7 +289,8 @@ def _focal_logits(settings, z, y):
     def grad(g):
         d = (pos - npos) * (r * u - s * v)
         if gamma != 0.0:  # + gamma (1 - 2y) (p q / m) CE
-            d = d + (gamma * (ny - y)) * (r * s / tf.maximum(m, _tiny(z.dtype))) * ce
+            tiny = o.scalar(_tiny(_dtype(z)), z)
+            d = d + (gamma * (ny - y)) * (r * s / o.maximum(m, tiny)) * ce
         return g[..., None] * f * d
 
     return loss, grad
@@ -300,7 +300,7 @@ def _focal_probabilities(settings, p, y):
     gamma, eps = settings[0], settings[3]
     y0, y, ny, scale = _focal_labels(settings, p, y, 4)
     cp, cq = _clip_pair(p, eps)
-    ce = -(y * tf.math.log(cp) + ny * tf.math.log(cq))  # per side, as the logits path
+    ce = -(y * o.log(cp) + ny * o.log(cq))  # per side, as the logits path
     if gamma == 0.0:
         f = scale
     else:
@@ -344,7 +344,7 @@ class BinaryCrossentropy(_Loss):
     """
 
     _fn = staticmethod(binary_crossentropy)
-    _logits_op = "Sigmoid"
+    _logits_activation = "sigmoid"
     _unsaved_defaults = {"axis": -1, "ignore_class": None, "normalize": None}
     _reduction_settings = ("normalize",)
 
@@ -418,7 +418,7 @@ class FocalLoss(_Loss):
     """
 
     _fn = staticmethod(focal)
-    _logits_op = "Sigmoid"
+    _logits_activation = "sigmoid"
     _unsaved_defaults = {"apply_class_balancing": True, "axis": -1, "ignore_class": None,
                          "normalize": None}
     _reduction_settings = ("normalize",)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
-from keras_afl._grad_utils import as_float_tensor
 from keras_afl.losses._base import _Loss
 from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._core import (
-    _SPLIT, _class_mean, _custom_loss, _dense_pair, _done, _flag_labels, _inv_size, _labels,
-    _public_loss, _register,
+    _SPLIT, _class_mean, _custom_loss, _dense_pair, _done, _dtype, _flag_labels, _float_input,
+    _inv_size, _labels, _public_loss, _register, o,
 )
 
 _LABEL_FORMATS = ("auto", "binary", "signed")
@@ -75,9 +72,9 @@ def hinge(y_true, y_pred, label_format="auto"):
         raise ValueError(
             f"`label_format` must be one of {_LABEL_FORMATS}; received {label_format!r}."
         )
-    y_pred = as_float_tensor(y_pred, "y_pred")
+    y_pred = _float_input(y_pred, "hinge")
     y_true, y_pred = _dense_pair(y_true, y_pred, "hinge")
-    dtype = y_pred.dtype
+    dtype = _dtype(y_pred)
     return _done(_custom_loss(_hinge, (label_format,), y_pred, y_true,
                               rule=_HINGE_RULES.get(label_format)), dtype)
 
@@ -93,13 +90,13 @@ def _hinge(settings, x, y, b=None):
         # "auto": b = 1 for a batch of 0/1 labels, else 0, decided on the labels in the
         # computation dtype; y (1 + b) - b is 2y - 1 for b = 1 and y itself (exactly) for b = 0.
         if b is None:
-            b = tf.cast(tf.reduce_all((y == 0.0) | (y == 1.0)), x.dtype)
+            b = o.cast(o.all((y == 0.0) | (y == 1.0)), _dtype(x))
         t = y * (1.0 + b) - b
     m = 1.0 - t * x
-    loss = _class_mean(_flag_labels(tf.nn.relu(m), y))
+    loss = _class_mean(_flag_labels(o.relu(m), y))
 
     def grad(g):
-        return (g * -_inv_size(x))[..., None] * t * tf.cast(m >= 0.0, m.dtype)
+        return (g * -_inv_size(x))[..., None] * t * o.cast(m >= 0.0, _dtype(m))
 
     return loss, grad
 
@@ -110,10 +107,10 @@ def _hinge_forward(settings, x, y):
     if settings[0] != "auto":
         return _hinge(settings, x, y)[0], ()
     y = _labels(y, x)
-    b = tf.reduce_all((y == 0.0) | (y == 1.0))
-    as_binary = _class_mean(tf.nn.relu(1.0 - (y * 2.0 - 1.0) * x))
-    as_signed = _class_mean(tf.nn.relu(1.0 - y * x))
-    return tf.where(b, as_binary, as_signed), (tf.cast(b, x.dtype),)
+    b = o.all((y == 0.0) | (y == 1.0))
+    as_binary = _class_mean(o.relu(1.0 - (y * 2.0 - 1.0) * x))
+    as_signed = _class_mean(o.relu(1.0 - y * x))
+    return o.where(b, as_binary, as_signed), (o.cast(b, _dtype(x)),)
 
 
 def _hinge_backward(settings, g, saved, x, y):

@@ -1,12 +1,12 @@
 """Where each loss switches from the plain path to the compiled kernels: measured crossovers.
 
 A loss body runs plain (one custom gradient, TensorFlow's kernels) or as two XLA-compiled
-kernels (`_core._compiled`). The compiled path costs two kernel launches and, under XLA, an
+kernels (`_runner._compiled`). The compiled path costs two kernel launches and, under XLA, an
 optimization barrier; it pays off above a size that differs from loss to loss and between
 graph mode and XLA. `CROSSOVER` holds that size per loss body and mode, as measured by
 `keras-afl bench --suites sweep` (both paths of every loss timed in the same run, compiled
 kernels forced on and off; `keras_afl.bench.sweep.crossovers` reads the table off the sweep).
-`_core._large` reads it through `min_elements`.
+`_runner._large` reads it through `min_elements`.
 
 Both paths compute the same formulas with the same ops: tests/test_crossover.py checks that
 values and gradients agree on both sides of every crossover.
@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import math
 
-from keras_afl.losses._checks import under_xla
+from keras_afl._keras_compat import under_xla
 
 # Used for a body the table does not name, and when the size is read without a body.
 DEFAULT_LOG2 = 16
@@ -63,7 +63,7 @@ def min_elements(body=None, override=None, where=None):
     """The fewest elements of y_pred for which loss `body` (a body function or its name) takes the
     compiled path in mode `where` (default: the graph being built); math.inf for never.
 
-    `override` (an int: `_core._FUSE_MIN_ELEMENTS`, set by tests) replaces the table for every
+    `override` (an int: `_runner.FUSE_MIN_ELEMENTS`, set by tests) replaces the table for every
     loss; `forced` replaces both.
     """
     forced = _FORCED.get()
