@@ -40,6 +40,7 @@ import keras
 import numpy as np
 
 from keras_afl import _keras_compat
+from keras_afl._backend import ops
 
 LOGS_KEY = "_keras_afl_bad_labels"
 _VERDICTS = contextvars.ContextVar("keras_afl_label_verdicts", default=None)
@@ -192,7 +193,7 @@ def _stateful_train_step(original):
     def train_step(self, data):
         if not _uses_keras_afl_loss(self):
             return original(self, data)
-        xla = keras.backend.backend() == "tensorflow" and _under_xla()
+        xla = ops().under_xla()
         # Under XLA every variable is read before the step and written back after it when a label
         # is bad. Elsewhere the loss raises (eagerly, or from graph mode's assertion, which the
         # gradients wait for) before any update, but after the forward pass has moved the
@@ -200,7 +201,7 @@ def _stateful_train_step(original):
         variables = (list(self.trainable_variables) + list(self.non_trainable_variables)
                      + list(getattr(self.optimizer, "variables", None) or [])) if xla \
             else list(self.non_trainable_variables)
-        before = [_copy(v.value) for v in variables]
+        before = [ops().copy(v.value) for v in variables]
 
         def restore():
             return [v.assign(old) for v, old in zip(variables, before)]
@@ -239,20 +240,6 @@ def restore_before_failing():
     traced, for TensorFlow's graph-mode label assertion to run before it fails (or [])."""
     restore = _RESTORE.get()
     return [] if restore is None else restore()
-
-
-def _under_xla():
-    from keras_afl._keras_compat import under_xla
-
-    return under_xla()
-
-
-def _copy(value):
-    if keras.backend.backend() == "torch":
-        return value.detach().clone()
-    import tensorflow as tf
-
-    return tf.identity(value)
 
 
 def _plain_step(original, phase):
@@ -305,7 +292,7 @@ def _make_function(original, phase):
 
     @functools.wraps(original)
     def make(self, force=False):
-        if keras.backend.backend() == "jax":
+        if ops().STATELESS_STEPS:  # JAX
             token = _MAKING.set(phase)
             try:
                 return original(self, force)
@@ -316,7 +303,7 @@ def _make_function(original, phase):
         fn = getattr(self, attr, None)
         if fn is None or getattr(fn, "_keras_afl_guarded", False):
             return result
-        if phase == "train" and keras.backend.backend() == "tensorflow" \
+        if phase == "train" and ops().GRAPH_STEPS \
                 and getattr(self, "steps_per_execution", 1) > 1 and _uses_keras_afl_loss(self):
             self._keras_afl_first_verdict = _sticky_verdict(self)
         guarded = _guarded(self, fn, phase)
@@ -349,8 +336,8 @@ def _jax_make_function(original):
 def _guarded(model, fn, phase):
     """`fn` (a step or execution function) raising the verdict's InvalidLabelsError, and on JAX
     giving Keras back its state when a step raises."""
-    jax_backend = keras.backend.backend() == "jax"
-    tf_backend = phase == "train" and keras.backend.backend() == "tensorflow"
+    jax_backend = ops().STATELESS_STEPS
+    tf_backend = phase == "train" and ops().GRAPH_STEPS
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
@@ -461,15 +448,15 @@ def install():
     model = keras.Model
     if getattr(model.train_step, "_keras_afl_guard", False):
         return
-    name = keras.backend.backend()
-    if name == "jax":
+    stateless = ops().STATELESS_STEPS  # JAX: a step takes and returns the state
+    if stateless:
         train, test = _jax_train_step(model.train_step), _jax_test_step(model.test_step)
     else:
         train, test = _stateful_train_step(model.train_step), _plain_step(model.test_step, "test")
     for fn in (train, test):
         fn._keras_afl_guard = True
     model.train_step, model.test_step = train, test
-    if name == "jax":
+    if stateless:
         wrapper = _keras_compat.JAX_STEP_WRAPPER
         setattr(model, wrapper, _jax_make_function(getattr(model, wrapper)))
         model.jax_state_sync = _jax_state_sync(model.jax_state_sync)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_afl import _keras_compat
+from keras_afl._backend import ops
 from keras_afl.diagnostics import activation_of
 
 __all__ = ["ActivationStats"]
@@ -153,10 +154,7 @@ class ActivationStats(keras.callbacks.Callback):
             return keras.ops.concatenate([_figures(o, k) for o, k in zip(outs, kinds)], 0) \
                 if kinds else keras.ops.zeros([0])
 
-        if keras.backend.backend() == "tensorflow":  # one graph, traced once
-            import tensorflow as tf
-
-            compute = tf.function(compute, reduce_retracing=True)
+        compute = ops().traced_once(compute)  # on TensorFlow one graph, traced once
 
         self._probe_model = probe
         self._probe = (compute, layers)

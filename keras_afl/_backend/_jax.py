@@ -139,6 +139,54 @@ class ops(PortableOps):
         neg = (s * jnp.asarray(alpha, x.dtype)) * jnp.exp(jnp.minimum(x, 0))
         return jnp.where(x >= 0, s * g, g * neg)
 
+    # ---- the losses (keras_afl.losses)
+
+    square = staticmethod(jnp.square)
+    clip = staticmethod(jnp.clip)
+    pow = staticmethod(jnp.power)
+    log_softmax = staticmethod(jax.nn.log_softmax)
+    stop_gradient = staticmethod(jax.lax.stop_gradient)
+    any = staticmethod(jnp.any)
+    min = staticmethod(jnp.min)
+    take = staticmethod(jnp.take)
+    CHECK_OUTSIDE_GRAPH = None  # labels traced by jax.jit: NaN and a verdict (keras_afl._guard)
+    SCALAR_WEIGHT_WITH_MASK_FAILS = False  # keras_afl.losses._base._Loss._scalar_weight_broadcast
+
+    @staticmethod
+    def rank(x):
+        return len(x.shape)
+
+    @staticmethod
+    def dynamic_shape(x):
+        return tuple(x.shape)
+
+    @staticmethod
+    def set_static_shape(x, shape):
+        return x
+
+    # ---- the training-step guard (keras_afl._guard) and the callbacks
+
+    STATELESS_STEPS = True  # a step takes and returns the state (Keras's JAX trainer)
+    GRAPH_STEPS = False
+    copy = staticmethod(jnp.copy)
+
+    @staticmethod
+    def under_xla():
+        return False  # the guard selects old or new state inside the jitted step instead
+
+    @staticmethod
+    def traced_once(fn):
+        return fn
+
+    # ---- the logits shortcut (keras_afl._logits)
+
+    CARRIES_LOGITS = False  # no shortcut: jax.jit's tracers take no attributes
+
+    @staticmethod
+    def made_by_op(y):
+        """Which op made y: never known on this backend (no graph to read)."""
+        return None
+
     @staticmethod
     def sum(x, axis=None, keepdims=False):
         return jnp.sum(x, axis=axis, keepdims=keepdims)

@@ -192,6 +192,75 @@ class ops(PortableOps):
         d = torch.ops.aten.elu_backward(g, alpha, scale, 1.0, False, x)
         return torch.where(x == 0, g * scale, d)
 
+    # ---- the losses (keras_afl.losses)
+
+    square = staticmethod(torch.square)
+    pow = staticmethod(torch.pow)
+    CHECK_OUTSIDE_GRAPH = staticmethod(torch.compiler.disable)  # in a compiled Keras step
+    SCALAR_WEIGHT_WITH_MASK_FAILS = True  # keras_afl.losses._base._Loss._scalar_weight_broadcast
+
+    @staticmethod
+    def clip(x, low, high):
+        return torch.clamp(x, low, high)
+
+    @staticmethod
+    def log_softmax(x, axis=-1):
+        return torch.log_softmax(x, dim=axis)
+
+    @staticmethod
+    def stop_gradient(x):
+        return x.detach()
+
+    @staticmethod
+    def any(x, axis=None, keepdims=False):
+        return torch.any(x) if axis is None else torch.any(x, dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def min(x, axis=None, keepdims=False):
+        return torch.amin(x) if axis is None else torch.amin(x, dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def take(a, indices):
+        return a[indices.long()]
+
+    @staticmethod
+    def rank(x):
+        return len(x.shape)
+
+    @staticmethod
+    def dynamic_shape(x):
+        return tuple(x.shape)
+
+    @staticmethod
+    def set_static_shape(x, shape):
+        return x
+
+    # ---- the training-step guard (keras_afl._guard) and the callbacks
+
+    STATELESS_STEPS = False
+    GRAPH_STEPS = False
+
+    @staticmethod
+    def copy(x):
+        return x.detach().clone()
+
+    @staticmethod
+    def under_xla():
+        return False
+
+    @staticmethod
+    def traced_once(fn):
+        return fn
+
+    # ---- the logits shortcut (keras_afl._logits)
+
+    CARRIES_LOGITS = True  # tensors take attributes
+
+    @staticmethod
+    def made_by_op(y):
+        """Which op made y: never known on this backend (no graph to read)."""
+        return None
+
     @staticmethod
     def sum(x, axis=None, keepdims=False):
         return torch.sum(x) if axis is None else torch.sum(x, dim=axis, keepdim=keepdims)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_afl import registry as _registry
+from keras_afl._backend import ops
 from keras_afl.diagnostics import _balance
 from keras_afl.diagnostics._findings import _SEVERITY_ORDER, Findings, _finding
 from keras_afl.diagnostics._graph import _Graph, _last_dim, _output_site, _sites
@@ -121,7 +122,7 @@ def _probability_from_logits(where, kind, info, half):
                else "reads y_pred as logits:")
     common = f"the output is a {kind} (probabilities) but the loss {setting} raw scores. "
     fix = (_FROM_LOGITS_FIX if info.has_from_logits else _LOGITS_ONLY_FIX).format(kind=kind)
-    if keras.backend.backend() == "jax":
+    if not ops().CARRIES_LOGITS:  # JAX: traced outputs take no attributes
         return _finding(
             "probability-output-from-logits", where,
             common + "On JAX, fit/evaluate compile with jit by default, and a traced output "

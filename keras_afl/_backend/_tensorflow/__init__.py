@@ -209,6 +209,23 @@ class ops:
                                                                 message=message)]):
             return tf.identity(value)
 
+    # ---- the training-step guard (keras_afl._guard) and the callbacks
+
+    STATELESS_STEPS = False  # steps assign the variables themselves
+    GRAPH_STEPS = True  # several steps per execution in one graph; graph-mode assertions
+    copy = staticmethod(tf.identity)
+
+    @staticmethod
+    def under_xla():
+        from keras_afl._keras_compat import under_xla
+
+        return under_xla()
+
+    @staticmethod
+    def traced_once(fn):
+        """fn as one graph, retraced only for new shapes (a callback's per-batch computation)."""
+        return tf.function(fn, reduce_retracing=True)
+
     # ---- the logits shortcut (keras_afl._logits)
 
     CARRIES_LOGITS = True
