@@ -156,34 +156,28 @@ def _collect(model, phase, step):
 # The steps, per backend.
 
 
-def _jax_train_step(original):
+def _jax_step(original, phase):
+    """JAX's train_step / test_step (state in, state out): on a bad verdict the train step gives
+    back the trainable, non-trainable and optimizer variables as they were (the metrics show
+    NaN); the test step changes no weight anyway."""
+
     @functools.wraps(original)
-    def train_step(self, state, data):
-        (logs, new_state), verdicts = _collect(self, "train", lambda: original(self, state, data))
+    def step(self, state, data):
+        (logs, new_state), verdicts = _collect(self, phase, lambda: original(self, state, data))
         if not verdicts:
             return logs, new_state
         logs, bad = _verdict_logs(logs, verdicts)
+        if phase == "test":
+            return logs, new_state
         import jax
 
         def keep(old, new):
             return jax.tree_util.tree_map(lambda o, n: keras.ops.where(bad, o, n), old, new)
 
-        # trainable, non-trainable and optimizer variables as they were; the metrics show NaN.
-        gated = tuple(keep(o, n) for o, n in zip(state[:3], new_state[:3])) + tuple(new_state[3:])
-        return logs, gated
+        return logs, tuple(keep(o, n) for o, n in zip(state[:3], new_state[:3])) + tuple(
+            new_state[3:])
 
-    return train_step
-
-
-def _jax_test_step(original):
-    @functools.wraps(original)
-    def test_step(self, state, data):
-        (logs, new_state), verdicts = _collect(self, "test", lambda: original(self, state, data))
-        if not verdicts:
-            return logs, new_state
-        return _verdict_logs(logs, verdicts)[0], new_state
-
-    return test_step
+    return step
 
 
 def _stateful_train_step(original):
@@ -450,7 +444,7 @@ def install():
         return
     stateless = ops().STATELESS_STEPS  # JAX: a step takes and returns the state
     if stateless:
-        train, test = _jax_train_step(model.train_step), _jax_test_step(model.test_step)
+        train, test = _jax_step(model.train_step, "train"), _jax_step(model.test_step, "test")
     else:
         train, test = _stateful_train_step(model.train_step), _plain_step(model.test_step, "test")
     for fn in (train, test):

@@ -85,6 +85,25 @@ def ops():
     return (adapter() if a is None else a).ops
 
 
+# The operations every backend names as NumPy does (`where`, `exp`, ...), taken from its modules
+# by name (`numpy_names`); the rest of each `ops` namespace is written out.
+NUMPY_NAMES = ("where", "exp", "expm1", "log", "log1p", "abs", "minimum", "maximum", "tanh",
+               "floor", "ones_like", "zeros_like", "reshape", "square")
+
+
+def numpy_names(*modules):
+    """Class decorator: `NUMPY_NAMES` as static methods, each from the first of `modules` that
+    has it (e.g. `tf.math`, then `tf`)."""
+
+    def add(cls):
+        for name in NUMPY_NAMES:
+            setattr(cls, name, staticmethod(next(getattr(m, name) for m in modules
+                                                 if hasattr(m, name))))
+        return cls
+
+    return add
+
+
 def custom_derivative(forward, backward):
     """`forward` with the derivative `backward`, on the active backend.
 

@@ -12,6 +12,7 @@ over reverse works: `jax.hessian` (jacfwd of jacrev) and `jax.jacfwd(jax.grad(f)
 import jax
 import jax.numpy as jnp
 
+from keras_afl._backend import numpy_names
 from keras_afl._backend._portable import LabelErrorBase, PortableOps  # noqa: F401
 
 name = "jax"
@@ -73,26 +74,16 @@ def _scaled(x, factor):
     return x * jnp.asarray(factor, x.dtype)
 
 
+@numpy_names(jnp)
 class ops(PortableOps):
     """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
 
-    where = staticmethod(jnp.where)
-    exp = staticmethod(jnp.exp)
-    expm1 = staticmethod(jnp.expm1)
-    log = staticmethod(jnp.log)
-    log1p = staticmethod(jnp.log1p)
-    abs = staticmethod(jnp.abs)
-    minimum = staticmethod(jnp.minimum)
-    maximum = staticmethod(jnp.maximum)
-    tanh = staticmethod(jnp.tanh)
 
     @staticmethod
     def sigmoid(x):
         return _rounded_once(jax.nn.sigmoid, x)
 
-    softplus = staticmethod(jax.nn.softplus)
     relu = staticmethod(jax.nn.relu)
-    zeros_like = staticmethod(jnp.zeros_like)
 
     # ---- activation kernels: the derivatives as `jax.nn`'s autodiff evaluates them.
 
@@ -141,59 +132,24 @@ class ops(PortableOps):
 
     # ---- the losses (keras_afl.losses)
 
-    square = staticmethod(jnp.square)
     clip = staticmethod(jnp.clip)
     pow = staticmethod(jnp.power)
-    log_softmax = staticmethod(jax.nn.log_softmax)
-    stop_gradient = staticmethod(jax.lax.stop_gradient)
     any = staticmethod(jnp.any)
-    min = staticmethod(jnp.min)
     take = staticmethod(jnp.take)
     CHECK_OUTSIDE_GRAPH = None  # labels traced by jax.jit: NaN and a verdict (keras_afl._guard)
     SCALAR_WEIGHT_WITH_MASK_FAILS = False  # keras_afl.losses._base._Loss._scalar_weight_broadcast
 
-    @staticmethod
-    def rank(x):
-        return len(x.shape)
-
-    @staticmethod
-    def dynamic_shape(x):
-        return tuple(x.shape)
-
-    @staticmethod
-    def set_static_shape(x, shape):
-        return x
-
     # ---- the training-step guard (keras_afl._guard) and the callbacks
 
     STATELESS_STEPS = True  # a step takes and returns the state (Keras's JAX trainer)
-    GRAPH_STEPS = False
     copy = staticmethod(jnp.copy)
-
-    @staticmethod
-    def under_xla():
-        return False  # the guard selects old or new state inside the jitted step instead
-
-    @staticmethod
-    def traced_once(fn):
-        return fn
 
     # ---- the logits shortcut (keras_afl._logits)
 
     CARRIES_LOGITS = False  # no shortcut: jax.jit's tracers take no attributes
 
-    @staticmethod
-    def made_by_op(y):
-        """Which op made y: never known on this backend (no graph to read)."""
-        return None
-
-    @staticmethod
-    def sum(x, axis=None, keepdims=False):
-        return jnp.sum(x, axis=axis, keepdims=keepdims)
-
-    @staticmethod
-    def max(x, axis=None, keepdims=False):
-        return jnp.max(x, axis=axis, keepdims=keepdims)
+    sum = staticmethod(jnp.sum)
+    max = staticmethod(jnp.max)
 
     @staticmethod
     def softmax(x, axis=-1):
@@ -209,10 +165,6 @@ class ops(PortableOps):
         return jnp.dtype(x.dtype).name
 
     # Used by the losses (keras_afl.losses).
-    floor = staticmethod(jnp.floor)
-    isnan = staticmethod(jnp.isnan)
-    ones_like = staticmethod(jnp.ones_like)
-    reshape = staticmethod(jnp.reshape)
     moveaxis = staticmethod(jnp.moveaxis)
     expand_dims = staticmethod(jnp.expand_dims)
     squeeze = staticmethod(jnp.squeeze)

@@ -35,7 +35,37 @@ class LabelErrorBase(ValueError):
 
 
 class PortableOps:
-    """The loss hooks of the JAX and PyTorch operations namespaces (`ops` subclasses this)."""
+    """What the JAX and PyTorch operations namespaces share (`ops` subclasses this): the loss
+    hooks, static shapes, and the defaults of the guard's and the logits shortcut's questions."""
+
+    STATELESS_STEPS = False  # Keras's JAX trainer: a step takes and returns the state
+    GRAPH_STEPS = False  # TensorFlow: several steps in one graph, graph-mode assertions
+    CARRIES_LOGITS = True  # tensors take attributes (not JAX's)
+
+    @staticmethod
+    def rank(x):
+        return len(x.shape)
+
+    @staticmethod
+    def dynamic_shape(x):
+        return tuple(x.shape)  # always static here
+
+    @staticmethod
+    def set_static_shape(x, shape):
+        return x
+
+    @staticmethod
+    def under_xla():
+        return False  # JAX: the guard selects old or new state inside the jitted step instead
+
+    @staticmethod
+    def traced_once(fn):
+        return fn
+
+    @staticmethod
+    def made_by_op(y):
+        """Which op made y: never known here (no graph to read)."""
+        return None
 
     @staticmethod
     def flag_labels(loss, y):

@@ -20,6 +20,7 @@ autograd.Function that defines one.
 
 import torch
 
+from keras_afl._backend import numpy_names
 from keras_afl._backend._portable import LabelErrorBase, PortableOps  # noqa: F401
 
 name = "torch"
@@ -129,22 +130,21 @@ def custom_derivative(forward, backward):
     return f
 
 
+def _reduction(fn):
+    """A NumPy-style reduction (`axis`, `keepdims`) of PyTorch's `fn` (`dim`, `keepdim`)."""
+
+    def reduce(x, axis=None, keepdims=False):
+        return fn(x) if axis is None else fn(x, dim=axis, keepdim=keepdims)
+
+    return reduce
+
+
+@numpy_names(torch)
 class ops(PortableOps):
     """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
 
-    where = staticmethod(torch.where)
-    exp = staticmethod(torch.exp)
-    expm1 = staticmethod(torch.expm1)
-    log = staticmethod(torch.log)
-    log1p = staticmethod(torch.log1p)
-    abs = staticmethod(torch.abs)
-    minimum = staticmethod(torch.minimum)
-    maximum = staticmethod(torch.maximum)
-    tanh = staticmethod(torch.tanh)
     sigmoid = staticmethod(torch.sigmoid)
-    softplus = staticmethod(torch.nn.functional.softplus)
     relu = staticmethod(torch.relu)
-    zeros_like = staticmethod(torch.zeros_like)
 
     # ---- activation kernels: ATen's own backward kernels (one fused pass each, with registered
     # second derivatives); torch.where on this CPU build measured 20x slower than
@@ -194,7 +194,6 @@ class ops(PortableOps):
 
     # ---- the losses (keras_afl.losses)
 
-    square = staticmethod(torch.square)
     pow = staticmethod(torch.pow)
     CHECK_OUTSIDE_GRAPH = staticmethod(torch.compiler.disable)  # in a compiled Keras step
     SCALAR_WEIGHT_WITH_MASK_FAILS = True  # keras_afl.losses._base._Loss._scalar_weight_broadcast
@@ -203,71 +202,20 @@ class ops(PortableOps):
     def clip(x, low, high):
         return torch.clamp(x, low, high)
 
-    @staticmethod
-    def log_softmax(x, axis=-1):
-        return torch.log_softmax(x, dim=axis)
-
-    @staticmethod
-    def stop_gradient(x):
-        return x.detach()
-
-    @staticmethod
-    def any(x, axis=None, keepdims=False):
-        return torch.any(x) if axis is None else torch.any(x, dim=axis, keepdim=keepdims)
-
-    @staticmethod
-    def min(x, axis=None, keepdims=False):
-        return torch.amin(x) if axis is None else torch.amin(x, dim=axis, keepdim=keepdims)
+    any = staticmethod(_reduction(torch.any))
 
     @staticmethod
     def take(a, indices):
         return a[indices.long()]
 
-    @staticmethod
-    def rank(x):
-        return len(x.shape)
-
-    @staticmethod
-    def dynamic_shape(x):
-        return tuple(x.shape)
-
-    @staticmethod
-    def set_static_shape(x, shape):
-        return x
-
     # ---- the training-step guard (keras_afl._guard) and the callbacks
-
-    STATELESS_STEPS = False
-    GRAPH_STEPS = False
 
     @staticmethod
     def copy(x):
         return x.detach().clone()
 
-    @staticmethod
-    def under_xla():
-        return False
-
-    @staticmethod
-    def traced_once(fn):
-        return fn
-
-    # ---- the logits shortcut (keras_afl._logits)
-
-    CARRIES_LOGITS = True  # tensors take attributes
-
-    @staticmethod
-    def made_by_op(y):
-        """Which op made y: never known on this backend (no graph to read)."""
-        return None
-
-    @staticmethod
-    def sum(x, axis=None, keepdims=False):
-        return torch.sum(x) if axis is None else torch.sum(x, dim=axis, keepdim=keepdims)
-
-    @staticmethod
-    def max(x, axis=None, keepdims=False):
-        return torch.amax(x) if axis is None else torch.amax(x, dim=axis, keepdim=keepdims)
+    sum = staticmethod(_reduction(torch.sum))
+    max = staticmethod(_reduction(torch.amax))
 
     @staticmethod
     def softmax(x, axis=-1):
@@ -282,10 +230,6 @@ class ops(PortableOps):
         return str(x.dtype).replace("torch.", "")
 
     # Used by the losses (keras_afl.losses).
-    floor = staticmethod(torch.floor)
-    isnan = staticmethod(torch.isnan)
-    ones_like = staticmethod(torch.ones_like)
-    reshape = staticmethod(torch.reshape)
     moveaxis = staticmethod(torch.movedim)
     expand_dims = staticmethod(torch.unsqueeze)
 

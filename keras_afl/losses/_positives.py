@@ -87,6 +87,14 @@ def check_background(background_class, normalize, ignore_class, cls_name):
     return background_class
 
 
+def set_normalization(loss, normalize, background_class, reduction):
+    """Checks and stores `normalize` and `background_class` on a softmax Loss."""
+    name = type(loss).__name__
+    loss.normalize = check_normalize(normalize, reduction, name)
+    loss.background_class = check_background(background_class, loss.normalize,
+                                             getattr(loss, "ignore_class", None), name)
+
+
 def check_background_in_range(background_class, num_classes, fn_name):
     """At the first call, when the number of classes is known: background_class < K."""
     if background_class is not None and isinstance(num_classes, int) and \

@@ -289,12 +289,6 @@ _SPLIT.update({
 # --------------------------------------------------------------------------
 # The Loss classes.
 
-def _set_normalization(loss, normalize, background_class, reduction):
-    name = type(loss).__name__
-    loss.normalize = _positives.check_normalize(normalize, reduction, name)
-    loss.background_class = _positives.check_background(background_class, loss.normalize, None, name)
-
-
 def _categorical_positives(loss, y_true, y_pred):
     """(per-row losses in the computation dtype, 1.0 for each positive row)."""
     values, _ = type(loss)._fn.in_compute_dtype(y_true, y_pred, **loss._settings())
@@ -341,7 +335,7 @@ class CategoricalCrossentropy(_Loss):
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
-        _set_normalization(self, normalize, background_class, reduction)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     _positives_parts = _categorical_positives
 
@@ -361,13 +355,7 @@ class CategoricalFocalLoss(_Loss):
         label_smoothing: In [0, 1].
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
-        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
-            summed loss over the number of positive rows, counted over every replica (see
-            `keras_afl.losses.FocalLoss`). A row is positive when its label mass on the
-            classes other than `background_class` is at least 1/2 (one-hot: not background;
-            an all-zero row, loss 0, is not counted). Keyword only.
-        background_class: The class id that is not a positive; required with `normalize`,
-            and only meaningful there; keyword only.
+        normalize, background_class: As `CategoricalCrossentropy`'s; keyword only.
 
     Example:
     >>> import keras_afl
@@ -390,7 +378,7 @@ class CategoricalFocalLoss(_Loss):
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.axis = normalize_axis(axis, None)
-        _set_normalization(self, normalize, background_class, reduction)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     _positives_parts = _categorical_positives
 

@@ -397,7 +397,7 @@ class SparseCategoricalCrossentropy(_Loss):
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.ignore_class = _check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
-        _set_normalization(self, normalize, background_class, reduction)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
@@ -406,14 +406,6 @@ class SparseCategoricalCrossentropy(_Loss):
         loss, _, positives = _scce(y_true, y_pred, **self._settings(),
                                    background=self.background_class)
         return loss, positives
-
-
-def _set_normalization(loss, normalize, background_class, reduction):
-    """Checks and stores `normalize` and `background_class` on a softmax Loss."""
-    name = type(loss).__name__
-    loss.normalize = _positives.check_normalize(normalize, reduction, name)
-    loss.background_class = _positives.check_background(background_class, loss.normalize,
-                                                        getattr(loss, "ignore_class", None), name)
 
 
 @_register
@@ -427,12 +419,7 @@ class SparseCategoricalFocalLoss(_Loss):
         ignore_class: A class id to leave out of the loss, or None.
         axis: The class axis.
         reduction, name, dtype: As `keras.losses.Loss`.
-        normalize: None (Keras's `reduction`), `"positives"` or `"positives_per_image"`: the
-            summed loss over the number of positives, the samples (pixels, anchors) of a class
-            other than `background_class` and not `ignore_class`, counted over every replica
-            (see `keras_afl.losses.FocalLoss`); keyword only.
-        background_class: The class id that is not a positive; required with `normalize`, and
-            only meaningful there; keyword only.
+        normalize, background_class: As `SparseCategoricalCrossentropy`'s; keyword only.
 
     Example:
     >>> import keras_afl
@@ -455,7 +442,7 @@ class SparseCategoricalFocalLoss(_Loss):
         self.from_logits = _check_bool(from_logits, "from_logits")
         self.ignore_class = _check_ignore_class(ignore_class)
         self.axis = normalize_axis(axis, None)
-        _set_normalization(self, normalize, background_class, reduction)
+        _positives.set_normalization(self, normalize, background_class, reduction)
 
     def _settings(self):
         return {"gamma": self.gamma, "alpha": _tuple_or_value(self.alpha),

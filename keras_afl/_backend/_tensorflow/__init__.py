@@ -7,6 +7,7 @@ from a measured crossover size) is `_runner`; the logits of a graph tensor, `_lo
 
 import tensorflow as tf
 
+from keras_afl._backend import numpy_names
 from keras_afl._backend._tensorflow._logits import made_by_op
 
 name = "tensorflow"
@@ -26,22 +27,12 @@ def custom_derivative(forward, backward):
     return f
 
 
+@numpy_names(tf.math, tf)
 class ops:
     """The operations the formulas use (NumPy names, `axis`/`keepdims` keywords)."""
 
-    where = staticmethod(tf.where)
-    exp = staticmethod(tf.exp)
-    expm1 = staticmethod(tf.math.expm1)
-    log = staticmethod(tf.math.log)
-    log1p = staticmethod(tf.math.log1p)
-    abs = staticmethod(tf.abs)
-    minimum = staticmethod(tf.minimum)
-    maximum = staticmethod(tf.maximum)
-    tanh = staticmethod(tf.tanh)
     sigmoid = staticmethod(tf.sigmoid)
-    softplus = staticmethod(tf.math.softplus)
     relu = staticmethod(tf.nn.relu)
-    zeros_like = staticmethod(tf.zeros_like)
 
     # ---- activation kernels: (value, derivative) pairs with TensorFlow's fused ops.
 
@@ -172,13 +163,9 @@ class ops:
             return x
         return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
 
-    square = staticmethod(tf.square)
     clip = staticmethod(tf.clip_by_value)
     pow = staticmethod(tf.pow)
-    log_softmax = staticmethod(tf.nn.log_softmax)
-    stop_gradient = staticmethod(tf.stop_gradient)
     any = staticmethod(tf.reduce_any)
-    min = staticmethod(tf.reduce_min)
 
     SCALAR_WEIGHT_WITH_MASK_FAILS = False  # keras_afl.losses._base._Loss._scalar_weight_broadcast
 
@@ -253,10 +240,6 @@ class ops:
         return x.dtype.name
 
     # Used by the losses (keras_afl.losses).
-    floor = staticmethod(tf.floor)
-    isnan = staticmethod(tf.math.is_nan)
-    ones_like = staticmethod(tf.ones_like)
-    reshape = staticmethod(tf.reshape)
     moveaxis = staticmethod(tf.experimental.numpy.moveaxis)
     expand_dims = staticmethod(tf.expand_dims)
     squeeze = staticmethod(tf.squeeze)
