@@ -93,3 +93,43 @@ def tolerance(dtype):
         tf.float32: (2e-6, 1e-6),
         tf.float64: (1e-12, 1e-12),
     }[tf.as_dtype(dtype)]
+
+
+def probe_backends(script, tmp_path_factory=None, *, env=None, timeout=600,
+                   backends=("tensorflow", "jax", "torch")):
+    """{backend: what `script` prints after `RESULT` (JSON)}, each backend in a fresh process (Keras
+    takes one backend per process), the processes side by side; a backend that is not installed
+    is left out (CI installs all three). Given pytest's `tmp_path_factory` under pytest-xdist, the
+    workers of one run share the results: the first to ask measures, the others read its file
+    (in the run's temporary directory)."""
+    import fcntl
+    import importlib.util
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = os.path.join(REPO, "tests", script)
+
+    def probe(backend):
+        stdout = run_python(f"import runpy; runpy.run_path({path!r}, run_name='__main__')",
+                            env={"KERAS_BACKEND": backend, "JAX_ENABLE_X64": "1", **(env or {})},
+                            timeout=timeout)
+        result = json.loads(stdout.split("RESULT", 1)[1])
+        assert result["backend"] == backend, (result["backend"], backend)
+        return result
+
+    def measure():
+        installed = [b for b in backends if importlib.util.find_spec(b) is not None]
+        with ThreadPoolExecutor(len(installed)) as pool:
+            return dict(zip(installed, pool.map(probe, installed)))
+
+    if tmp_path_factory is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        return measure()
+    settings = sorted(f"{k}={v}" for k, v in (env or {}).items())
+    name = "_".join([os.path.splitext(script)[0], *backends, *settings])
+    shared = tmp_path_factory.getbasetemp().parent / f"{name}.json"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shared.exists():
+            shared.with_suffix(".tmp").write_text(json.dumps(measure()))
+            shared.with_suffix(".tmp").replace(shared)
+        return json.loads(shared.read_text())

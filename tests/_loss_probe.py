@@ -1,43 +1,28 @@
-"""Runs keras_afl's portable losses on one Keras backend and prints what they compute, as JSON.
+"""Runs keras_afl's losses on one Keras backend and prints what they compute, as JSON.
 
-Usage (a fresh process per backend): KERAS_BACKEND=jax python tests/_portable_loss_probe.py
-(or torch). TensorFlow is made unimportable first, so the run also shows that the portable
-losses need none. Prints `RESULT` and one JSON object: for every case of `cases()`, the per-sample
-loss, its gradient for an upstream gradient that is not all ones and (float64) a Hessian-vector
-product of sum(w * loss), each with the backend's own differentiation; the Loss classes'
-reductions; their configs; error messages; float16/bfloat16 dtypes; the logits shortcut; JAX's
-jit behaviour with bad labels. tests/test_portable_losses.py compares all of it with keras_afl's
-TensorFlow losses, whose runner (`tensorflow_runner`) lives here too, so both sides measure alike.
-
-The package's `__init__` is bypassed (`import keras_afl` may not work on these backends yet):
-the subpackages load from a stand-in `keras_afl` module, as tests/_portable_probe.py does.
+Usage (a fresh process per backend: Keras takes one backend per process):
+    KERAS_BACKEND=jax python tests/_loss_probe.py        (or torch, or tensorflow)
+On JAX and PyTorch TensorFlow is made unimportable first, so the run also shows that the losses
+need none. Prints `RESULT` and one JSON object:
+- "numbers": for every case of `cases()` in float64 (with a Hessian-vector product of
+  sum(w * loss)) and float32, the per-sample loss and its gradient for an upstream gradient that
+  is not all ones, each with the backend's own differentiation (the runners of
+  tests/_backend_probe.py); float16/bfloat16 and their dtypes (`HALF_CASES`); the Loss classes'
+  reductions and sample weights; `ignore_class`/`normalize`; the label checks switched off; the
+  good samples of `JIT_CASES`;
+- "errors": class, message and kind of every refused label or setting;
+- "shortcut": the logits shortcut (TensorFlow and PyTorch carry the logits, JAX does not);
+- "jit" (JAX): bad labels under jax.jit.
+tests/test_losses_across_backends.py puts the three backends' numbers in one table.
 """
 
 import json
 import os
 import sys
-import types
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load():
-    """keras_afl._portable.losses without the package's `__init__` (only when run as a script)."""
-    sys.modules["tensorflow"] = None  # import tensorflow now raises ImportError
-    # XLA's CPU compiler with its cheaper passes: the compiled grids compile several times
-    # faster (the arithmetic is IEEE either way; fast math is off by default).
-    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                          "--xla_llvm_disable_expensive_passes=true")
-    if "keras_afl" not in sys.modules:
-        package = types.ModuleType("keras_afl")
-        package.__path__ = [os.path.join(REPO, "keras_afl")]
-        sys.modules["keras_afl"] = package
-    from keras_afl._portable import activations, losses
-
-    return losses, activations
-
+from tests._backend_probe import as_list, dtype_name, runner, start
 
 def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
@@ -159,13 +144,6 @@ def cases():
     return out
 
 
-def upstream(shape, seed):
-    """An upstream gradient / weights / direction that is not all ones."""
-    n = int(np.prod(shape)) if shape else 1
-    r = np.random.default_rng(seed)
-    return (np.linspace(-1.0, 2.0, n) + 0.1 * r.random(n)).reshape(shape)
-
-
 def prepare(y, x, dtype):
     """Labels in x's dtype where they are floats (ids stay integers), x in dtype (NumPy)."""
     y = y.astype(dtype) if y.dtype.kind == "f" else y
@@ -236,8 +214,7 @@ BAD_INPUTS = [  # (key, function, kwargs, y_true, y_pred): labels or settings th
 ]
 
 # The Loss classes with ignore_class / normalize, float64: (key, class, settings, inputs kind,
-# sample weight name). The test serializes the TensorFlow object; the probe deserializes it
-# (a TensorFlow-saved config loading on this backend) and measures the value and d/dy_pred.
+# sample weight name); the probe measures the value and d sum(value) / d y_pred.
 NORMALIZED_CASES = [
     ("focal_logits_ignore_positives", "FocalLoss",
      {"from_logits": True, "ignore_class": -1, "normalize": "positives"}, "binary_logits", None),
@@ -319,154 +296,160 @@ CLASS_ERRORS = [  # (key, class, settings, inputs kind or None): refused at cons
 ]
 
 
-def class_errors(L, tensor):
-    out = {}
-    for key, cls, settings, kind in CLASS_ERRORS:
-        try:
-            loss = getattr(L, cls)(**settings)
-            if kind is not None:
-                y, x, _ = normalized_inputs(kind, None)
-                loss(tensor(y), tensor(x))
-            out[key] = None
-        except (ValueError, TypeError) as e:
-            out[key] = [isinstance(e, ValueError), isinstance(e, TypeError), str(e)]
-    return out
+JIT_CASES = [  # (key, function, kwargs, labels with a bad sample (the second), predictions)
+    ("bce", "binary_crossentropy", {"from_logits": True}, [[0.0, 1.0], [2.0, 1.0], [1.0, 0.0]],
+     [[0.5, -1.0], [2.0, 0.1], [-3.0, 4.0]]),
+    ("focal", "focal", {}, [[0.0, 1.0], [1.0, -0.5], [1.0, 0.0]], [[0.5, 0.2], [0.9, 0.1], [0.3, 0.6]]),
+    ("hinge", "hinge", {"label_format": "signed"}, [[-1.0, 1.0], [3.0, 1.0], [1.0, -1.0]],
+     [[0.5, -1.0], [2.0, 0.1], [-3.0, 4.0]]),
+    ("scce", "sparse_categorical_crossentropy", {"from_logits": True}, [0, 7, 2],
+     [[0.5, -1.0, 2.0], [2.0, 0.1, 0.0], [-3.0, 4.0, 1.0]]),
+    ("sfocal", "sparse_categorical_focal", {"ignore_class": 0}, [1.0, 1.5, 0.0],
+     [[0.5, 0.2, 0.3], [0.2, 0.1, 0.7], [0.3, 0.6, 0.1]]),
+]
+JIT_WEIGHTS = np.array([1.0, 2.0, 3.0], np.float32)  # the samples' upstream gradient
+GOOD = [0, 2]  # the samples with good labels
 
 
-def normalized(L, backend, tensor):
-    """Per NORMALIZED_CASES, from the TensorFlow serialization (AFL_TF_NORMALIZED, a JSON list):
-    [module, config, value, d sum(value) / d y_pred], float64."""
-    import keras
-
-    items = json.loads(os.environ.get("AFL_TF_NORMALIZED", "[]"))
-    out = {}
-    for (key, _, _, kind, sw_name), item in zip(NORMALIZED_CASES, items):
-        loss = keras.saving.deserialize_keras_object(item)
-        y, x, sw = normalized_inputs(kind, sw_name)
-        y, x = tensor(y), tensor(x)
-        sw = None if sw is None else tensor(sw)
-        if backend == "jax":
-            import jax
-            import jax.numpy as jnp
-
-            val = loss(y, x, sample_weight=sw)
-            grad = jax.grad(lambda x: jnp.sum(loss(y, x, sample_weight=sw)))(x)
-        else:
-            import torch
-
-            x.requires_grad_()
-            val = loss(y, x, sample_weight=sw)
-            (grad,) = torch.autograd.grad(torch.sum(val), x)
-        out[key] = [type(loss).__module__, loss.get_config(), as_list(val), as_list(grad)]
-    return out
-
-# --------------------------------------------------------------------------
-# Runners: value, gradient for an upstream gradient, Hessian-vector product, per backend.
+def jit_labels(key, y):
+    return np.asarray(y, np.int32 if key == "scce" else np.float32)
 
 
-def jax_runner():
+def jit_with_bad_labels(L):
+    """Under jax.jit: [loss, gradient for JIT_WEIGHTS] per JIT_CASES (the bad sample NaN, the
+    others numbers)."""
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_x64", True)
-
-    def tensor(a, dtype=None):
-        a = jnp.asarray(a)
-        return a if dtype is None else a.astype(dtype)
-
-    def measured(f, y, x, hvp):
-        val, vjp = jax.vjp(lambda x: f(y, x), x)
-        (dx,) = vjp(jnp.asarray(upstream(val.shape, 1), val.dtype))
-        h = None
-        if hvp:
-            w, v = jnp.asarray(upstream(val.shape, 2)), jnp.asarray(upstream(x.shape, 3))
-            first = jax.grad(lambda x: jnp.sum(f(y, x) * w))
-            h = jax.grad(lambda x: jnp.sum(first(x) * v))(x)
-        return val, dx, h
-
-    def run(f, y, x, hvp=False, dtype=None):
-        return measured(f, tensor(y), tensor(x, dtype), hvp)
-
-    def run_many(items):
-        """[(f, y, x, hvp)] measured in one jax.jit program, the labels traced (the path of a
-        jitted training step): one XLA compilation, far quicker here than JAX's op-by-op
-        dispatch or a program per case."""
-        fs = [(f, hvp) for f, _, _, hvp in items]
-
-        def everything(ys, xs):
-            return [measured(f, y, x, hvp) for (f, hvp), y, x in zip(fs, ys, xs)]
-
-        return jax.jit(everything)([tensor(i[1]) for i in items], [tensor(i[2]) for i in items])
-
-    run.many = run_many
-    return run, tensor
+    out = {}
+    for key, name, kwargs, y, x in JIT_CASES:
+        fn = getattr(L, name)
+        y, x = jnp.asarray(jit_labels(key, y)), jnp.asarray(np.asarray(x, np.float32))
+        loss = jax.jit(lambda y, x: fn(y, x, **kwargs))(y, x)
+        grad = jax.jit(jax.grad(lambda x, y: jnp.sum(fn(y, x, **kwargs) * JIT_WEIGHTS)))(x, y)
+        out[key] = [as_list(loss), as_list(grad)]
+    return out
 
 
-def torch_runner():
-    import torch
-
-    def tensor(a, dtype=None):
-        t = torch.tensor(np.asarray(a))
-        return t if dtype is None else t.to(getattr(torch, dtype))
-
-    def run(f, y, x, hvp=False, dtype=None):
-        y, x = tensor(y), tensor(x, dtype).requires_grad_()
-        val = f(y, x)
-        (dx,) = torch.autograd.grad(val, x, torch.tensor(upstream(tuple(val.shape), 1), dtype=val.dtype))
-        h = None
-        if hvp:
-            w = torch.tensor(upstream(tuple(val.shape), 2), dtype=val.dtype)
-            v = torch.tensor(upstream(tuple(x.shape), 3), dtype=x.dtype)
-            (first,) = torch.autograd.grad(torch.sum(f(y, x) * w), x, create_graph=True)
-            h = (torch.autograd.grad(torch.sum(first * v), x)[0] if first.requires_grad
-                 else torch.zeros_like(x))
-        return val.detach(), dx, h
-
-    return run, tensor
+def good_samples(L, run):
+    """"good:<key>/float32": [loss, gradient] of JIT_CASES' good samples (eagerly, their upstream
+    gradient from JIT_WEIGHTS): what jax.jit gives them beside a bad one."""
+    out = {}
+    for key, name, kwargs, y, x in JIT_CASES:
+        y, x = jit_labels(key, y)[GOOD], np.asarray(x, np.float32)[GOOD]
+        val, dx, _ = run(function(L, name, kwargs), y, x, cotangent=JIT_WEIGHTS[GOOD])
+        out[f"good:{key}/float32"] = [as_list(val), as_list(dx)]
+    return out
 
 
-def tensorflow_runner():
-    """The same measurements with TensorFlow's tapes (for keras_afl.losses, in the test process)."""
-    import tensorflow as tf
-
-    def tensor(a, dtype=None):
-        t = tf.constant(np.asarray(a))
-        return t if dtype is None else tf.cast(t, dtype)
-
-    def run(f, y, x, hvp=False, dtype=None):
-        y, x = tensor(y), tensor(x, dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            val = f(y, x)
-        dx = tape.gradient(val, x, output_gradients=tf.constant(upstream(tuple(val.shape), 1), val.dtype))
-        h = None
-        if hvp:
-            w, v = tf.constant(upstream(tuple(val.shape), 2)), tf.constant(upstream(tuple(x.shape), 3))
-            with tf.GradientTape() as outer:
-                outer.watch(x)
-                with tf.GradientTape() as inner:
-                    inner.watch(x)
-                    s = tf.reduce_sum(f(y, x) * w)
-                first = inner.gradient(s, x)
-                t = tf.reduce_sum(first * v)
-            h = outer.gradient(t, x)
-            h = tf.zeros_like(x) if h is None else h
-        return val, dx, h
-
-    return run, tensor
+def unchecked(L, tensor):
+    """"unchecked:<key>/float32": [loss] of JIT_CASES with set_trace_options(label_checks=False)
+    (a bad label gives a number, eagerly)."""
+    out = {}
+    with L.set_trace_options(label_checks=False):
+        for key, name, kwargs, y, x in JIT_CASES:
+            value = getattr(L, name)(tensor(jit_labels(key, y)), tensor(np.asarray(x, np.float32)),
+                                     **kwargs)
+            out[f"unchecked:{key}/float32"] = [as_list(value)]
+    return out
 
 
-def as_list(a):
-    """A tensor as nested float64 lists (None stays None)."""
-    if a is None:
-        return None
-    if hasattr(a, "detach"):  # torch
-        a = a.detach().float() if str(a.dtype) == "torch.bfloat16" else a.detach()
-    return np.asarray(a, np.float64).tolist()
+SHORTCUT_Z = np.array([[-100.0, -30.0, 0.5, 30.0], [100.0, 20.0, -3.0, -100.0]], np.float32)
+SHORTCUT_Y = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]], np.float32)
+SHORTCUT_IDS = np.array([1, 3], np.int32)
+SHORTCUT_CASES = [  # (key, activation, axis, loss, kwargs, labels, the loss's own activation)
+    ("bce_keras_sigmoid", "keras.sigmoid", None, "binary_crossentropy", {}, "dense", True),
+    ("focal_keras_sigmoid", "keras.sigmoid", None, "focal", {"gamma": 0.5}, "dense", True),
+    ("bce_afl_sigmoid", "afl.sigmoid", None, "binary_crossentropy", {"pos_weight": 2.0}, "dense",
+     True),
+    ("cce_keras_softmax", "keras.softmax", -1, "categorical_crossentropy", {}, "dense", True),
+    ("cfocal_afl_softmax", "afl.softmax", -1, "categorical_focal", {}, "dense", True),
+    ("scce_keras_softmax", "keras.softmax", -1, "sparse_categorical_crossentropy", {}, "sparse",
+     True),
+    ("sfocal_afl_softmax", "afl.softmax", -1, "sparse_categorical_focal", {"gamma": 0.5}, "sparse",
+     True),
+    # Not the loss's own activation: the probabilities as given.
+    ("bce_of_softmax", "keras.softmax", -1, "binary_crossentropy", {}, "dense", False),
+    ("cce_of_sigmoid", "afl.sigmoid", None, "categorical_crossentropy", {}, "dense", False),
+    ("cce_of_softmax_axis0", "afl.softmax", 0, "categorical_crossentropy", {}, "dense", False),
+]
 
 
-def dtype_name(a):
-    return str(a.dtype).replace("torch.", "")
+def shortcut(L, A, run, tensor):
+    """Per SHORTCUT_CASES: [probabilities p, loss of p, its gradient with respect to the logits,
+    the loss of p's values as a plain tensor, the loss from the logits (from_logits=True)]; and a
+    FocalLoss in float32 given a float16 sigmoid output (mixed precision: the class casts y_pred
+    and carries the logits across), without the gradient."""
+    import keras
+
+    out = {}
+    for key, activation, axis, name, kwargs, kind, _ in SHORTCUT_CASES:
+        make = {"keras.sigmoid": keras.activations.sigmoid, "afl.sigmoid": A.sigmoid,
+                "keras.softmax": lambda z, axis: keras.activations.softmax(z, axis=axis),
+                "afl.softmax": A.softmax}[activation]
+        fn = getattr(L, name)
+        y = SHORTCUT_IDS if kind == "sparse" else SHORTCUT_Y
+
+        def probabilities(z, make=make, axis=axis):
+            return make(z) if axis is None else make(z, axis)
+
+        loss, grad, _ = run(lambda y, z, fn=fn, kwargs=kwargs: fn(y, probabilities(z), **kwargs), y,
+                            SHORTCUT_Z)
+        p = as_list(probabilities(tensor(SHORTCUT_Z)))
+        plain = fn(tensor(y), tensor(np.asarray(p, np.float32)), **kwargs)
+        logits = fn(tensor(y), tensor(SHORTCUT_Z), from_logits=True, **kwargs)
+        out[key] = [p, as_list(loss), as_list(grad), as_list(plain), as_list(logits)]
+    z16 = tensor(SHORTCUT_Z, "float16")
+    p = keras.activations.sigmoid(z16)
+    out["FocalLoss_float16_sigmoid"] = [
+        as_list(p), as_list(L.FocalLoss()(tensor(SHORTCUT_Y), p)), None,
+        as_list(L.FocalLoss()(tensor(SHORTCUT_Y), tensor(np.asarray(as_list(p), np.float16)))),
+        as_list(L.FocalLoss(from_logits=True)(tensor(SHORTCUT_Y), z16))]
+    return out
+
+
+# The kinds of error, by their key in "errors": labels that make no sense (InvalidLabelsError).
+LABEL_ERRORS = {"bce_label_2", "focal_label_neg", "focal_label_nan", "hinge_binary_signed",
+                "hinge_signed_2", "scce_out_of_range", "scce_float_id", "sfocal_ignore",
+                "bce_ignore_label_bad"} | {f"labels_{key}" for key, *_ in JIT_CASES}
+
+
+def _error(call):
+    """[class (module.name), an InvalidLabelsError, a ValueError, a TypeError, message], or None
+    when `call` raises nothing."""
+    import keras_afl
+
+    try:
+        call()
+    except (ValueError, TypeError) as e:
+        kind = type(e)
+        return [f"{kind.__module__}.{kind.__qualname__}",
+                isinstance(e, keras_afl.losses.InvalidLabelsError), isinstance(e, ValueError),
+                isinstance(e, TypeError), str(e)]
+    return None
+
+
+def errors(L, tensor):
+    """Per BAD_INPUTS, CLASS_ERRORS, an unknown config key (`config_<class>`) and the bad labels
+    of JIT_CASES called eagerly (`labels_<key>`): `_error`'s record."""
+    out = {key: _error(lambda: getattr(L, name)(np.asarray(y), np.asarray(x), **kwargs))
+           for key, name, kwargs, y, x in BAD_INPUTS}
+
+    def class_call(cls, settings, kind):
+        loss = getattr(L, cls)(**settings)
+        if kind is not None:
+            y, x, _ = normalized_inputs(kind, None)
+            loss(tensor(y), tensor(x))
+
+    for key, cls, settings, kind in CLASS_ERRORS:
+        out[key] = _error(lambda: class_call(cls, settings, kind))
+    for cls, settings, _ in LOSS_CLASSES:
+        config = getattr(L, cls)(**settings).get_config()
+        out[f"config_{cls}"] = _error(lambda: getattr(L, cls).from_config({**config, "bogus": 1}))
+    for key, name, kwargs, y, x in JIT_CASES:
+        out[f"labels_{key}"] = _error(lambda: getattr(L, name)(
+            tensor(jit_labels(key, y)), tensor(np.asarray(x, np.float32)), **kwargs))
+    return out
 
 
 def function(L, name, kwargs):
@@ -489,8 +472,10 @@ HVP_KEYS = {"mse", "huber_0.3", "hinge_auto01", "bce_logits_soft_ls", "bce_logit
 
 
 def measure(L, run, all_hvp=True):
-    """Every case in float64 (with Hessian-vector products) and float32, and the half cases
-    (eagerly). With `run.many` (JAX), the float64/float32 grids run in one compiled program each."""
+    """"grid:<case>/<dtype>": [value, gradient, HVP] for every case in float64 (with
+    Hessian-vector products) and float32, and [value, gradient, [their dtypes]] in float16 and
+    bfloat16 for the half cases (eagerly). With `run.many` (JAX), the float64/float32 grids run in
+    one compiled program each."""
     out = {}
     for dtype in ("float64", "float32"):
         items = []
@@ -503,18 +488,20 @@ def measure(L, run, all_hvp=True):
         else:
             results = [run(f, y, x, hvp=hvp) for _, f, y, x, hvp in items]
         for (key, *_), (val, dx, h) in zip(items, results):
-            out[f"{key}/{dtype}"] = [as_list(val), as_list(dx), as_list(h)]
+            out[f"grid:{key}/{dtype}"] = [as_list(val), as_list(dx), as_list(h)]
     for key, name, kwargs, y, x in cases():
         if key in HALF_CASES:
             f = function(L, name, kwargs)
             for dtype in ("float16", "bfloat16"):
                 yy, xx = prepare(y, x, "float32")
                 val, dx, _ = run(f, yy, xx, dtype=dtype)
-                out[f"{key}/{dtype}"] = [as_list(val), as_list(dx), [dtype_name(val), dtype_name(dx)]]
+                out[f"grid:{key}/{dtype}"] = [as_list(val), as_list(dx),
+                                              [dtype_name(val), dtype_name(dx)]]
     return out
 
 
 def measure_classes(L, tensor):
+    """"class:<class>/<reduction>/<sample weight>": [value] (float32)."""
     out = {}
     for cls, settings, kind in LOSS_CLASSES:
         y, x = class_inputs(kind)
@@ -522,170 +509,35 @@ def measure_classes(L, tensor):
             for sw_name, sw in SAMPLE_WEIGHTS.items():
                 loss = getattr(L, cls)(**settings, reduction=reduction)
                 value = loss(tensor(y), tensor(x), sample_weight=None if sw is None else tensor(sw))
-                out[f"{cls}/{reduction}/{sw_name}"] = as_list(value)
+                out[f"class:{cls}/{reduction}/{sw_name}"] = [as_list(value)]
     return out
 
 
-def signatures(L):
-    """{public name: [[parameter, kind, default], ...]} of every function and class __init__."""
-    import inspect
-
+def normalized(L, run, tensor):
+    """"normalized:<key>/float64": [value, gradient] per NORMALIZED_CASES."""
     out = {}
-    for name in L.__all__:
-        obj = getattr(L, name)
-        target = obj.__init__ if isinstance(obj, type) else obj
-        out[name] = [[p.name, p.kind.name, repr(p.default)]
-                     for p in inspect.signature(target).parameters.values() if p.name != "self"]
-    return out
-
-
-def class_configs(L):
-    """Each class's config, whether from_config(config) gives it back, and the unknown-key error."""
-    out = {}
-    for cls, settings, _ in LOSS_CLASSES:
-        config = getattr(L, cls)(**settings).get_config()
-        again = getattr(L, cls).from_config(config).get_config() == config
-        try:
-            getattr(L, cls).from_config({**config, "bogus": 1})
-            unknown = None
-        except ValueError as e:
-            unknown = str(e)
-        out[cls] = [config, again, unknown]
-    return out
-
-
-def errors(L, tensor):
-    out = {}
-    for key, name, kwargs, y, x in BAD_INPUTS:
-        try:
-            getattr(L, name)(np.asarray(y), np.asarray(x), **kwargs)
-            out[key] = None
-        except (ValueError, TypeError) as e:
-            out[key] = [isinstance(e, ValueError), isinstance(e, TypeError), str(e)]
-    return out
-
-
-SHORTCUT_Z = np.array([[-100.0, -30.0, 0.5, 30.0], [100.0, 20.0, -3.0, -100.0]], np.float32)
-SHORTCUT_Y = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]], np.float32)
-SHORTCUT_CASES = [  # (key, activation, axis, loss, kwargs, labels): y_pred = activation(z)
-    ("bce_keras_sigmoid", "keras.sigmoid", None, "binary_crossentropy", {}, "dense"),
-    ("focal_keras_sigmoid", "keras.sigmoid", None, "focal", {"gamma": 0.5}, "dense"),
-    ("bce_afl_sigmoid", "afl.sigmoid", None, "binary_crossentropy", {"pos_weight": 2.0}, "dense"),
-    ("cce_keras_softmax", "keras.softmax", -1, "categorical_crossentropy", {}, "dense"),
-    ("cfocal_afl_softmax", "afl.softmax", -1, "categorical_focal", {}, "dense"),
-    ("scce_keras_softmax", "keras.softmax", -1, "sparse_categorical_crossentropy", {}, "sparse"),
-    ("sfocal_afl_softmax", "afl.softmax", -1, "sparse_categorical_focal", {"gamma": 0.5}, "sparse"),
-    # Not the loss's own activation: the probabilities as given.
-    ("bce_of_softmax", "keras.softmax", -1, "binary_crossentropy", {}, "dense"),
-    ("cce_of_sigmoid", "afl.sigmoid", None, "categorical_crossentropy", {}, "dense"),
-    ("cce_of_softmax_axis0", "afl.softmax", 0, "categorical_crossentropy", {}, "dense"),
-]
-SHORTCUT_IDS = np.array([1, 3], np.int32)
-
-
-def shortcut(L, A, tensor, backend):
-    """[probabilities, loss, gradient with respect to z (None on JAX)] per SHORTCUT_CASES."""
-    import keras
-
-    out = {}
-    for key, activation, axis, name, kwargs, kind in SHORTCUT_CASES:
-        make = {"keras.sigmoid": keras.activations.sigmoid, "afl.sigmoid": A.sigmoid,
-                "keras.softmax": lambda z, axis: keras.activations.softmax(z, axis=axis),
-                "afl.softmax": A.softmax}[activation]
-        y = tensor(SHORTCUT_IDS if kind == "sparse" else SHORTCUT_Y)
-        z = tensor(SHORTCUT_Z)
-        fn = getattr(L, name)
-        if backend == "torch":
-            z.requires_grad_()
-        p = make(z) if axis is None else make(z, axis)
-        loss = fn(y, p, **kwargs)
-        grad = None
-        if backend == "torch":
-            import torch
-
-            (grad,) = torch.autograd.grad(torch.sum(loss * torch.tensor([1.0, 0.5])), z)
-        out[key] = [as_list(p), as_list(loss), as_list(grad)]
-    # A Loss class in float32 given a float16 sigmoid output (mixed precision): the class casts
-    # y_pred itself and carries the logits across (PyTorch).
-    p = keras.activations.sigmoid(tensor(SHORTCUT_Z, "float16"))
-    out["FocalLoss_float16_sigmoid"] = [as_list(p), as_list(L.FocalLoss()(tensor(SHORTCUT_Y), p)), None]
-    return out
-
-
-JIT_CASES = [  # (key, function, kwargs, labels with a bad sample (the second), predictions)
-    ("bce", "binary_crossentropy", {"from_logits": True}, [[0.0, 1.0], [2.0, 1.0], [1.0, 0.0]],
-     [[0.5, -1.0], [2.0, 0.1], [-3.0, 4.0]]),
-    ("focal", "focal", {}, [[0.0, 1.0], [1.0, -0.5], [1.0, 0.0]], [[0.5, 0.2], [0.9, 0.1], [0.3, 0.6]]),
-    ("hinge", "hinge", {"label_format": "signed"}, [[-1.0, 1.0], [3.0, 1.0], [1.0, -1.0]],
-     [[0.5, -1.0], [2.0, 0.1], [-3.0, 4.0]]),
-    ("scce", "sparse_categorical_crossentropy", {"from_logits": True}, [0, 7, 2],
-     [[0.5, -1.0, 2.0], [2.0, 0.1, 0.0], [-3.0, 4.0, 1.0]]),
-    ("sfocal", "sparse_categorical_focal", {"ignore_class": 0}, [1.0, 1.5, 0.0],
-     [[0.5, 0.2, 0.3], [0.2, 0.1, 0.7], [0.3, 0.6, 0.1]]),
-]
-
-
-def jit_with_bad_labels(L):
-    """Under jax.jit: [loss, gradient] per JIT_CASES (the bad sample NaN, the others numbers)."""
-    import jax
-    import jax.numpy as jnp
-
-    out = {}
-    for key, name, kwargs, y, x in JIT_CASES:
-        fn = getattr(L, name)
-        y = jnp.asarray(np.asarray(y, np.int32 if key == "scce" else np.float32))
-        x = jnp.asarray(np.asarray(x, np.float32))
-        loss = jax.jit(lambda y, x: fn(y, x, **kwargs))(y, x)
-        grad = jax.jit(jax.grad(lambda x, y: jnp.sum(fn(y, x, **kwargs) * jnp.array([1.0, 2.0, 3.0]))))(x, y)
-        out[key] = [as_list(loss), as_list(grad)]
-    return out
-
-
-def unchecked(L, tensor):
-    """With set_trace_options(label_checks=False), a bad label gives a number, eagerly."""
-    out = {}
-    with L.set_trace_options(label_checks=False):
-        for key, name, kwargs, y, x in JIT_CASES:
-            try:
-                value = getattr(L, name)(tensor(np.asarray(y)), tensor(np.asarray(x, np.float32)), **kwargs)
-                out[key] = as_list(value)
-            except ValueError as e:
-                out[key] = str(e)
-    return out
-
-
-def deserialized(L):
-    """keras.saving.deserialize_keras_object of the TensorFlow classes' serializations
-    (environment variable AFL_TF_SERIALIZED, a JSON list): [class module, config] each."""
-    import keras
-
-    out = []
-    for item in json.loads(os.environ.get("AFL_TF_SERIALIZED", "[]")):
-        obj = keras.saving.deserialize_keras_object(item)
-        out.append([type(obj).__module__, obj.get_config()])
+    for key, cls, settings, kind, sw_name in NORMALIZED_CASES:
+        loss = getattr(L, cls)(**settings, dtype="float64")
+        y, x, sw = normalized_inputs(kind, sw_name)
+        sw = None if sw is None else tensor(sw)
+        val, dx, _ = run(lambda y, x: loss(y, x, sample_weight=sw), y, x)
+        out[f"normalized:{key}/float64"] = [as_list(val), as_list(dx)]
     return out
 
 
 def main():
-    L, A = _load()
-    import keras
+    backend = start()
+    import keras_afl
 
-    backend = keras.backend.backend()
-    run, tensor = {"jax": jax_runner, "torch": torch_runner}[backend]()
+    L = keras_afl.losses
+    run, tensor = runner(backend)
+    all_hvp = backend != "jax" or os.environ.get("AFL_PROBE_HVP") == "all"
     out = {
         "backend": backend,
-        "names": sorted(L.__all__),
-        "trace_options": L.trace_options(),
-        "cases": measure(L, run, backend != "jax" or os.environ.get("AFL_PROBE_HVP") == "all"),
-        "classes": measure_classes(L, tensor),
-        "configs": class_configs(L),
-        "signatures": signatures(L),
+        "numbers": {**measure(L, run, all_hvp), **measure_classes(L, tensor),
+                    **normalized(L, run, tensor), **unchecked(L, tensor), **good_samples(L, run)},
         "errors": errors(L, tensor),
-        "shortcut": shortcut(L, A, tensor, backend),
-        "unchecked": unchecked(L, tensor),
-        "deserialized": deserialized(L),
-        "normalized": normalized(L, backend, tensor),
-        "class_errors": class_errors(L, tensor),
+        "shortcut": shortcut(L, keras_afl.activations, run, tensor),
         "tensorflow_imported": sys.modules.get("tensorflow") is not None,
     }
     if backend == "jax":
