@@ -30,8 +30,8 @@ def _explain_unknown(kind, name):
     that kind. Keras's lookups add it to their error (`install()`).
 
     Example:
-    >>> import keras_afl
-    >>> keras_afl.registry._explain_unknown("loss", "focall")[:76]
+    >>> import keras_afl._compile_names
+    >>> keras_afl._compile_names._explain_unknown("loss", "focall")[:76]
     "Did you mean 'focal' (keras_afl) or 'afl_focal' (keras_afl, alias of focal)?"
     """
     ours = "activation" if kind == "activation" else "loss"

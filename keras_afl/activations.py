@@ -7,7 +7,7 @@ custom-derivative mechanism (`tf.custom_gradient`, `jax.custom_vjp`, a `torch.au
 The derivatives are the article's formulas evaluated as the native kernels evaluate them:
 TensorFlow's fused gradient ops (`ReluGrad`, `SigmoidGrad`, `TanhGrad`, `EluGrad`, ...), ATen's
 `*_backward` kernels, and `jax.nn`'s autodiff (y (1 - y), 1 - y^2 from the saved output; elu's
-y + alpha on TensorFlow, alpha exp(x) on JAX and PyTorch): the speed of the built-in
+y + alpha on TensorFlow, alpha (expm1(x) + 1) on JAX, alpha exp(x) on PyTorch): the speed of the built-in
 activations, and their rounding in the tails.
 
 Every backward pass is itself differentiable (Hessian-vector products, gradient penalties).
@@ -395,8 +395,9 @@ def elu(x, alpha=1.0):
         elu'(x) = 1 if x > 0 else y + alpha,  y = elu(x)   (elu'(0) = 1, as TF)
         As each backend's native kernel computes it: on TensorFlow y + alpha
         from the saved output (`EluGrad` for alpha = 1), which rounds to 0 in
-        the far tail as `tf.nn.elu`'s does; on JAX and PyTorch alpha * exp(x)
-        (`jax.nn.elu`'s autodiff, ATen's `elu_backward` as `F.elu` calls it).
+        the far tail as `tf.nn.elu`'s does; alpha * (expm1(x) + 1) on JAX
+        (`jax.nn.elu`'s autodiff) and alpha * exp(x) on PyTorch (ATen's
+        `elu_backward`, as `F.elu` calls it).
         For alpha != 1 on TensorFlow the branch comes from the sign bit of x,
         so alpha = 0 gives 0 for x < 0 and subnormal x count as negative
         although TensorFlow's CPU kernels flush them to 0. float16/bfloat16 are computed in float32 and rounded once
@@ -437,13 +438,15 @@ def selu(x):
     Gradient:
         selu'(x) = lambda if x > 0 else y + lambda * alpha   (selu'(0) = lambda)
         As each backend's native kernel computes it (TensorFlow's fused
-        `SeluGrad` from the output; lambda * alpha * exp(x) on JAX and PyTorch,
-        as `jax.nn.selu` and ATen's `elu_backward`). On TensorFlow the same program as `tf.nn.selu` and `keras.activations.selu`, with
-        their one inexact band. In graph mode TensorFlow's kernel computes
-        exp(x) - 1 in the input dtype, so where exp(x) rounds to 1 (-x below
-        ~3e-8 in float32, ~2.4e-4 in float16, ~2e-3 in bfloat16; never in
-        float64) the output is 0 and the gradient lambda instead of
-        lambda * alpha. Under XLA both are exact.
+        `SeluGrad` from the output; lambda * alpha * (expm1(x) + 1) on JAX,
+        lambda * alpha * exp(x) on PyTorch, as `jax.nn.selu` and ATen's
+        `elu_backward` compute it). On TensorFlow the same program as
+        `tf.nn.selu` and `keras.activations.selu`, with their one inexact
+        band: in graph mode TensorFlow's kernel computes exp(x) - 1 in the
+        input dtype, so where exp(x) rounds to 1 (-x below ~3e-8 in float32,
+        ~2.4e-4 in float16, ~2e-3 in bfloat16, ~1.1e-16 in float64) the output
+        is 0 and the gradient lambda instead of lambda * alpha. Under XLA both
+        are exact.
 
     Args:
         x: Floating-point tensor.

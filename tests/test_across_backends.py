@@ -38,7 +38,15 @@ _TAIL_HVP = ("the second derivative at x = -30 (1e-13) is formed from the output
              "(y + alpha, y near -alpha: TensorFlow's EluGrad/SeluGrad), as alpha (expm1(x) + 1) "
              "(the derivative of JAX's expm1) or as alpha exp(x) from x (ATen's elu double "
              "backward) on another: 1e-16 apart, up to 1e-3 of the number")
+_TAIL_GRAD = ("the derivative at x = -30 (1e-13) as each backend's native kernel forms it: "
+              "y + alpha from the output (TensorFlow's EluGrad, and alpha times elu's output for "
+              "alpha != 1), alpha (expm1(x) + 1) (the derivative of jax.nn.elu's expm1) or "
+              "alpha exp(x) from x (ATen's elu_backward, as F.elu calls it): 1e-17 apart")
 NATIVE_DIFFERENCES = {
+    ("elu", "gradient", -30.0): (("torch",), _TAIL_GRAD, ROUNDS),
+    ("elu_0.7", "gradient", -30.0): (("jax", "torch"), _TAIL_GRAD, ROUNDS),
+    ("selu", "gradient", -30.0): (("jax", "torch"), _TAIL_GRAD, ROUNDS),
+    ("elu", "hvp", -30.0): (("torch",), _TAIL_HVP, ROUNDS),
     ("sigmoid", "gradient", 30.0): (("jax", "torch"), _SIGMOID_30, ROUNDS),
     ("sigmoid", "hvp", 30.0): (("jax", "torch"), _SIGMOID_30, ROUNDS),
     ("elu", "value", -1e-30): (("tensorflow",), _EXP_MINUS_1, ROUNDS),
@@ -49,7 +57,7 @@ NATIVE_DIFFERENCES = {
                                    LAMBDA * G[X == -1e-30][0]),
     ("selu", "hvp", -1e-30): (("tensorflow",), _BRANCH_ON_Y + ": second derivative 0", 0.0),
     ("elu_0.7", "hvp", -30.0): (("torch",), _TAIL_HVP, ROUNDS),
-    ("selu", "hvp", -30.0): (("jax",), _TAIL_HVP, ROUNDS),
+    ("selu", "hvp", -30.0): (("jax", "torch"), _TAIL_HVP, ROUNDS),
 }
 
 

@@ -119,16 +119,18 @@ class ops(PortableOps):
 
     @staticmethod
     def elu(x, alpha, scale):
+        """(scale elu_alpha(x), (expm1(min(x, 0)),)), as `jax.nn.elu`/`selu` compute it."""
         a, s = jnp.asarray(alpha, x.dtype), jnp.asarray(scale, x.dtype)
-        return jnp.where(x > 0, s * x, (s * a) * jnp.expm1(jnp.minimum(x, 0))), ()
+        em = jnp.expm1(jnp.minimum(x, 0))
+        return jnp.where(x > 0, s * x, (s * a) * em), (em,)
 
     @staticmethod
     def elu_grad(g, x, y, saved, alpha, scale):
-        """scale g for x >= 0, g scale alpha exp(x) below: the derivative `jax.nn.elu`'s
-        autodiff computes (elu'(0) = scale, as TensorFlow)."""
+        """scale g for x >= 0, g scale alpha (expm1(x) + 1) below: what `jax.nn.elu`'s autodiff
+        computes (expm1's derivative is its output plus 1; elu'(0) = scale, as TensorFlow)."""
         s = jnp.asarray(scale, x.dtype)
-        neg = (s * jnp.asarray(alpha, x.dtype)) * jnp.exp(jnp.minimum(x, 0))
-        return jnp.where(x >= 0, s * g, g * neg)
+        (em,) = saved
+        return jnp.where(x >= 0, s * g, g * ((s * jnp.asarray(alpha, x.dtype)) * (em + 1)))
 
     # ---- the losses (keras_afl.losses)
 

@@ -222,11 +222,18 @@ def _per_class(values, x, name, fn_name):
 
 
 def _focal_factor(m, gamma):
-    """m ** gamma, with exact shortcuts for the common exponents."""
+    """m ** gamma, with exact shortcuts for the common exponents. For gamma < 1, m is at least
+    the dtype's smallest normal number: m ** gamma's derivative, gamma m ** (gamma - 1), is
+    infinite at m = 0 (where m underflows, for a confidently right prediction), which made the
+    second derivatives NaN there; the value changes only where m is subnormal or 0."""
     if gamma == 1.0:
         return m
     if gamma == 2.0:
         return o.square(m)
+    if gamma < 1.0:
+        name = _dtype(m)
+        tiny = np.finfo(np.float32 if name == "bfloat16" else name).tiny
+        m = o.maximum(m, o.scalar(float(tiny), m))
     return o.pow(m, gamma)
 
 

@@ -53,9 +53,12 @@ def _finish_binary(loss, y, x, ignore, total):
     return loss, o.sum(o.cast(positive, _dtype(x)), axis=-1)
 
 
-def _tiny(dtype):
-    """The smallest normal number of the float dtype named `dtype`."""
-    return float(np.finfo(np.float32 if dtype == "bfloat16" else dtype).tiny)
+def _log_max(dtype):
+    """log of the largest finite number of the float dtype named `dtype`, less 2 (exp of it is
+    finite, and 1 + it too)."""
+    return float(np.log(np.finfo(np.float32 if dtype == "bfloat16" else dtype).max)) - 2.0
+
+
 
 
 def _clip_pair(p, eps):

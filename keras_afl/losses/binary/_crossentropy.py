@@ -14,7 +14,7 @@ from keras_afl.losses._core import (
     _reduced_axis_last, _register, _select, o,
 )
 from keras_afl.losses.binary._common import (
-    _clip_pair, _entry_scale, _finish_binary, _logit_parts, _smooth_binary, _tiny, _unit_labels,
+    _clip_pair, _entry_scale, _finish_binary, _log_max, _logit_parts, _smooth_binary, _unit_labels,
 )
 
 
@@ -181,8 +181,9 @@ def focal(y_true, y_pred, gamma=2.0, alpha=0.25, from_logits=False, label_smooth
                                   + gamma * (1 - 2y) * (p q / m) * CE] / N
         probabilities: dloss/dp = alpha_t * m**gamma * [gamma * (1 - 2y) * CE / m
                                   + (1 - y) / q - y / p] / N   at the clipped p
-        (p q / m is evaluated as p q / max(m, tiny); where m underflows to 0 the
-        term is 0, its limit up to the dtype's smallest normal number.)
+        (p q / m is evaluated as 1 / (u (1 + exp|z|) + v (1 + exp(-|z|))), u and v
+        the label weights of the sides z is against and for: no division by m,
+        which underflows, so second derivatives stay finite for |z| up to 1e4.)
 
     Args:
         y_true: Labels in [0, 1], same shape as `y_pred`.
@@ -287,13 +288,26 @@ def _focal_logits(settings, z, y):
     loss = _class_sum(_flag_labels(f * ce, y0), keepdims=False)
 
     def grad(g):
-        d = (pos - npos) * (r * u - s * v)
-        if gamma != 0.0:  # + gamma (1 - 2y) (p q / m) CE
-            tiny = o.scalar(_tiny(_dtype(z)), z)
-            d = d + (gamma * (ny - y)) * (r * s / o.maximum(m, tiny)) * ce
-        return g[..., None] * f * d
+        d = f * ((pos - npos) * (r * u - s * v))
+        if gamma != 0.0:  # + gamma (1 - 2y) (p q / m) CE f
+            d = d + (gamma * (ny - y)) * ce * _pq_over_m_times_f(gamma, f, scale, m, r, s, u, v,
+                                                                  a, e)
+        return g[..., None] * d
 
     return loss, grad
+
+
+def _pq_over_m_times_f(gamma, f, scale, m, r, s, u, v, a, e):
+    """(p q / m) f, f = alpha_t m**gamma / N, never dividing by m (which underflows, and whose
+    square in the derivative of a division -- second derivatives -- underflows sooner): for
+    gamma >= 1 as p q m**(gamma - 1) alpha_t / N; below, p q / m = r s / (u r + v s) =
+    1 / (u (1 + exp|z|) + v (1 + e)), a denominator >= 1 (exp|z| capped below overflow)."""
+    if gamma == 1.0:
+        return (r * s) * scale
+    if gamma > 1.0:
+        return (r * s) * (scale * _focal_factor(m, gamma - 1.0))
+    big = o.scalar(_log_max(_dtype(a)), a)
+    return f / (u * (1.0 + o.exp(o.minimum(a, big))) + v * (1.0 + e))
 
 
 def _focal_probabilities(settings, p, y):
