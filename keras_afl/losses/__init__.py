@@ -119,26 +119,14 @@ to turn the compiled path off (for a device without XLA). Measurements:
 `benchmarks/results.md`.
 """
 
+from keras_afl.losses import binary, categorical, regression, sparse
 from keras_afl.losses._checks import InvalidLabelsError
 from keras_afl.losses._core import set_trace_options, trace_options
-from keras_afl.losses.binary import (
-    BinaryCrossentropy, FocalLoss, Hinge, binary_crossentropy, focal, hinge,
-)
-from keras_afl.losses.categorical import (
-    CategoricalCrossentropy, CategoricalFocalLoss, categorical_crossentropy, categorical_focal,
-)
-from keras_afl.losses.regression import Huber, MeanSquaredError, huber, mean_squared_error
-from keras_afl.losses.sparse import (
-    SparseCategoricalCrossentropy, SparseCategoricalFocalLoss, sparse_categorical_crossentropy,
-    sparse_categorical_focal,
-)
+# Each family module's `__all__` says what it exports: a new loss is added in its family alone.
+from keras_afl.losses.binary import *  # noqa: F401,F403
+from keras_afl.losses.categorical import *  # noqa: F401,F403
+from keras_afl.losses.regression import *  # noqa: F401,F403
+from keras_afl.losses.sparse import *  # noqa: F401,F403
 
-__all__ = [
-    "mean_squared_error", "binary_crossentropy", "categorical_crossentropy",
-    "sparse_categorical_crossentropy", "focal", "categorical_focal",
-    "sparse_categorical_focal", "huber", "hinge",
-    "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy",
-    "SparseCategoricalCrossentropy", "FocalLoss", "CategoricalFocalLoss",
-    "SparseCategoricalFocalLoss", "Huber", "Hinge",
-    "trace_options", "set_trace_options", "InvalidLabelsError",
-]
+__all__ = [*regression.__all__, *binary.__all__, *categorical.__all__, *sparse.__all__,
+           "trace_options", "set_trace_options", "InvalidLabelsError"]

@@ -13,6 +13,10 @@ from keras_afl.losses._core import (
     _register, _select, o,
 )
 
+# What keras_afl.losses exports from this module (its __init__ reads this list).
+__all__ = ["categorical_crossentropy", "categorical_focal", "CategoricalCrossentropy",
+           "CategoricalFocalLoss"]
+
 
 def _dense_categorical(y_true, y_pred, from_logits, axis, fn_name):
     """Shared preparation: logits/probabilities and labels with the class axis last."""

@@ -11,6 +11,9 @@ from keras_afl.losses._core import (
     _public_loss, _register, o,
 )
 
+# What keras_afl.losses exports from this module (its __init__ reads this list).
+__all__ = ["mean_squared_error", "huber", "MeanSquaredError", "Huber"]
+
 
 def _regression_inputs(y_true, y_pred):
     """(y_true, y_pred as a float tensor); an integer y_pred taken as Keras takes it.

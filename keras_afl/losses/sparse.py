@@ -16,6 +16,10 @@ from keras_afl.losses._core import (
 )
 from keras_afl.losses.categorical import _softmax_stats, _softmax_times_minus
 
+# What keras_afl.losses exports from this module (its __init__ reads this list).
+__all__ = ["sparse_categorical_crossentropy", "sparse_categorical_focal",
+           "SparseCategoricalCrossentropy", "SparseCategoricalFocalLoss"]
+
 
 def _sparse_prepare(y_true, y_pred, from_logits, axis, ignore_class, fn_name):
     """Logits/probabilities (classes last, flattened to (M, K)), the ids as given (flat), the

@@ -6,9 +6,8 @@ pieces of the logits). Each module keeps a loss's function, its derivative and i
 together.
 """
 
-from keras_afl.losses.binary._crossentropy import (
-    BinaryCrossentropy, FocalLoss, binary_crossentropy, focal,
-)
-from keras_afl.losses.binary._hinge import Hinge, hinge
+from keras_afl.losses.binary import _crossentropy, _hinge
+from keras_afl.losses.binary._crossentropy import *  # noqa: F401,F403
+from keras_afl.losses.binary._hinge import *  # noqa: F401,F403
 
-__all__ = ["hinge", "binary_crossentropy", "focal", "Hinge", "BinaryCrossentropy", "FocalLoss"]
+__all__ = [*_hinge.__all__, *_crossentropy.__all__]

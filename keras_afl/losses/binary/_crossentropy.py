@@ -17,6 +17,9 @@ from keras_afl.losses.binary._common import (
     _clip_pair, _entry_scale, _finish_binary, _log_max, _logit_parts, _smooth_binary, _unit_labels,
 )
 
+# What keras_afl.losses exports from this module (its __init__ reads this list).
+__all__ = ["binary_crossentropy", "focal", "BinaryCrossentropy", "FocalLoss"]
+
 
 # --------------------------------------------------------------------------
 # Binary cross-entropy family.

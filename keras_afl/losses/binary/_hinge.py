@@ -9,6 +9,9 @@ from keras_afl.losses._core import (
     _inv_size, _labels, _public_loss, _register, o,
 )
 
+# What keras_afl.losses exports from this module (its __init__ reads this list).
+__all__ = ["hinge", "Hinge"]
+
 _LABEL_FORMATS = ("auto", "binary", "signed")
 
 
