@@ -121,14 +121,14 @@ def custom_derivative(forward, backward):
     return (adapter() if a is None else a).custom_derivative(forward, backward)
 
 
-def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None):
+def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None, kernel_split=None):
     """A loss body's per-sample loss with its analytic gradient (with respect to x), run by the
     active backend (`keras_afl.losses._core._custom_loss` documents the contract): TensorFlow's
     plain / XLA-compiled pair, or the custom derivative of JAX and PyTorch, each with its
     NaN-or-raise policy for bad labels."""
     a = _ADAPTER
-    return (adapter() if a is None else a).ops.run_loss(body, settings, x, tensors, like=like,
-                                                        rule=rule, split=split)
+    return (adapter() if a is None else a).ops.run_loss(
+        body, settings, x, tensors, like=like, rule=rule, split=split, kernel_split=kernel_split)
 
 
 # --------------------------------------------------------------------------

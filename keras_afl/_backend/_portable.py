@@ -41,6 +41,7 @@ class PortableOps:
     STATELESS_STEPS = False  # Keras's JAX trainer: a step takes and returns the state
     GRAPH_STEPS = False  # TensorFlow: several steps in one graph, graph-mode assertions
     CARRIES_LOGITS = True  # tensors take attributes (not JAX's)
+    KEEPS_ROW_STATISTICS = False  # a loss's backward sums its labels again (faster under jax.jit)
 
     @staticmethod
     def rank(x):
@@ -103,7 +104,8 @@ class PortableOps:
         return x
 
     @staticmethod
-    def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None):
+    def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None,
+                 kernel_split=None):
         return run_loss(body, settings, x, tensors, rule=rule, split=split)
 
 

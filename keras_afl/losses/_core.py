@@ -274,6 +274,9 @@ def _select(y_pred, from_logits, activation, fn_name, axis=-1):
 # (the softmax losses): forward(settings, x, *tensors) -> (loss, saved); backward(settings,
 # upstream, saved, x, *tensors) -> dloss/dx. Each family module fills it in below its bodies.
 _SPLIT = {}
+# body -> such a pair used only by TensorFlow's compiled kernels (hinge's "auto": both readings
+# of the labels in the one pass that tests them); elsewhere the body itself is faster.
+_KERNEL_SPLIT = {}
 
 
 def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
@@ -283,7 +286,7 @@ def _custom_loss(body, settings, x, *tensors, like=None, rule=None):
     `rule`: a label rule for tensors[0] (`_checks.LabelRule`, `ClassIdRule`), or None.
     """
     return _backend.run_loss(body, settings, x, tensors, like=like, rule=rule,
-                             split=_SPLIT.get(body))
+                             split=_SPLIT.get(body), kernel_split=_KERNEL_SPLIT.get(body))
 
 
 # --------------------------------------------------------------------------

@@ -99,9 +99,13 @@ class ops:
 
     # ---- the losses (keras_afl.losses): the runner and its hooks in the loss bodies
 
+    KEEPS_ROW_STATISTICS = True  # the compiled forward hands per-row sums to the backward
+
     @staticmethod
-    def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None):
-        return _runner.run_loss(body, settings, x, tensors, like=like, rule=rule, split=split)
+    def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None,
+                 kernel_split=None):
+        return _runner.run_loss(body, settings, x, tensors, like=like, rule=rule,
+                                split=split or kernel_split)
 
     @staticmethod
     def flag_labels(loss, y):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras_afl.losses._base import _Loss
 from keras_afl.losses._checks import LabelRule
 from keras_afl.losses._core import (
-    _SPLIT, _class_mean, _custom_loss, _dense_pair, _done, _dtype, _flag_labels, _float_input,
+    _KERNEL_SPLIT, _class_mean, _custom_loss, _dense_pair, _done, _dtype, _flag_labels, _float_input,
     _inv_size, _labels, _public_loss, _register, o,
 )
 
@@ -120,7 +120,7 @@ def _hinge_backward(settings, g, saved, x, y):
     return _hinge(settings, x, y, *saved)[1](g)
 
 
-_SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
+_KERNEL_SPLIT[_hinge] = (_hinge_forward, _hinge_backward)
 
 
 # --------------------------------------------------------------------------
