@@ -207,6 +207,14 @@ def build_parser():
     p.add_argument("--output", metavar="DIR", help="write results.json and results.md here")
     p.add_argument("--notes", metavar="FILE.md", help="Markdown to include in results.md (analysis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare", metavar="RESULTS.json",
+                   help="the regression guard: rerun the committed activation and loss rows of "
+                        "this file (benchmarks/results.json on TensorFlow, benchmarks/"
+                        "backends.json on JAX and PyTorch; --cases/--sizes/--dtypes/--modes "
+                        "narrow them) and exit 1 naming each row whose ratio is worse than the "
+                        "committed one beyond its noise band")
+    p.add_argument("--band", type=float, metavar="FRACTION",
+                   help="with --compare: the smallest noise band (default 0.10: 10%%)")
     p.set_defaults(func=_cmd_bench)
     return parser
 

@@ -49,9 +49,51 @@ def checks_per_step(args):
         print(f"wrote {path}")
 
 
+def compare(args):
+    """`keras-afl bench --compare FILE`: reruns the committed rows (`keras_afl.bench.compare`),
+    prints the verdicts; returns 1 naming the rows that regressed, else 0."""
+    import sys
+
+    import keras
+
+    from keras_afl.bench import compare as guard
+
+    if args.band is not None and not 0.0 <= args.band < 10.0:
+        raise ValueError(f"--band is a fraction of the committed ratio (0.10 for 10 %); got "
+                         f"{args.band}. Fix: a number from 0 up to 10")
+    backend = keras.backend.backend()
+    committed = guard.select(guard.normalize(guard.load(args.compare), backend), cases=args.cases,
+                             sizes=args.sizes, dtypes=args.dtypes, modes=args.modes)
+    min_band = guard.MIN_BAND if args.band is None else args.band
+    say = None if args.no_progress else (lambda text: print(text, file=sys.stderr, flush=True))
+    print(f"comparing {len(committed)} rows of {args.compare} on {backend}", flush=True)
+    rows = guard.compare(committed, guard.harness_measure(backend, args.repeats, say),
+                         min_band=min_band, progress=say)
+    print(guard.table(rows))
+    bad = [r for r in rows if r["regressed"]]
+    if bad:
+        print(f"\n{len(bad)} of {len(rows)} rows slower than committed beyond their noise band:",
+              file=sys.stderr)
+        for r in bad:
+            print(f"  {guard.label(r['key'])}: {r['new']:.3f} now, committed {r['committed']:.3f}"
+                  f" (limit {r['limit']:.3f})", file=sys.stderr)
+        return 1
+    noisy = [r for r in rows if r["noisy"]]
+    if noisy:
+        print(f"\nundecided: {len(noisy)} of {len(rows)} rows too noisy to compare (band over "
+              f"{guard.MAX_BAND:.0%}): {', '.join(guard.label(r['key']) for r in noisy)}. Fix: "
+              "rerun on a quieter machine, or with more --repeats", file=sys.stderr)
+        return 3
+    print(f"\nno regression: {len(rows)} rows within their noise band of {args.compare}")
+    return 0
+
+
 def run(args):
     """Runs `keras-afl bench` for parsed `args`; prints the table; returns the exit code (0)."""
     import keras
+
+    if getattr(args, "compare", None):
+        return compare(args)
 
     if args.suites and "checks" in args.suites:
         checks_per_step(args)
