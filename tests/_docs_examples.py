@@ -16,7 +16,7 @@ A block is skipped when the line before it (blank lines aside) is
 
 and the reason must not be empty.
 
-Run as a script (``python tests/_docs_examples.py spec.json``) this module executes one page's
+Run as a script (``python -m tests._docs_examples spec.json``, the repository on PYTHONPATH) this module executes one page's
 blocks in order in one namespace, so that a block can use what an earlier one defined; a
 traceback names the page and the line in it.
 """

@@ -101,8 +101,9 @@ def test_the_examples_of_a_page_run(page, tmp_path):
                PYTHONPATH=os.pathsep.join([E.REPO] + [p for p in [os.environ.get("PYTHONPATH")]
                                                       if p]))
     try:
-        proc = subprocess.run([sys.executable, os.path.join(E.REPO, "tests", "_docs_examples.py"),
-                               str(spec_path)], cwd=work, env=env, timeout=PAGE_TIMEOUT_S,
+        # -m: the examples see the tmp folder as the script folder, as a user's script would.
+        proc = subprocess.run([sys.executable, "-m", "tests._docs_examples", str(spec_path)],
+                              cwd=work, env=env, timeout=PAGE_TIMEOUT_S,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
