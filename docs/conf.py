@@ -14,6 +14,7 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_ext"))
 # autodoc imports keras_afl, which imports Keras: quiet TensorFlow, and let Keras pick its
 # backend as usual (KERAS_BACKEND, or TensorFlow).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,11 +38,12 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static: formulas render with no network
     "myst_parser",
+    "afl_docstrings",  # docs/_ext: plain-text formula blocks in the docstrings read as literal
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/README.md"]
+exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
 
 # MyST: $...$ and $$...$$ math, ::: fences, anchors for every heading down to ###, so that
 # [text](page.md#a-heading) links resolve (and are checked by -W).
@@ -56,12 +58,14 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autosummary_generate = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_custom_sections = [("Formula", "notes_style"), ("Gradient", "notes_style"),
-                            ("Derivative", "notes_style"), ("Reference", "notes_style"),
-                            ("References", "notes_style")]
+# `code` in a docstring is code, as in the Markdown pages (reST would make it a title).
+default_role = "literal"
+napoleon_custom_sections = [("Reference", "references")]
 
 html_theme = "furo"
 html_title = f"keras_afl {release}"
 html_static_path = []
 html_show_sourcelink = True
 pygments_style = "sphinx"
+# Code blocks without a language (program output, the docstrings' formula blocks) stay plain.
+highlight_language = "text"
