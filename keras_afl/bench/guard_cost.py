@@ -54,7 +54,13 @@ def _variant(loss, output, batch, checks, batches):
 
 def measure(loss, output, batch, repeats, batches):
     """ms per step with the checks on and off: (medians, samples)."""
-    pair = [_variant(loss, output, batch, on, batches) for on in (True, False)]
+    return alternating([_variant(loss, output, batch, on, batches) for on in (True, False)],
+                       repeats, batches)
+
+
+def alternating(pair, repeats, batches):
+    """ms per step of two `run()`s of `batches` steps each, warmed up, then called in turn
+    `repeats` times, which goes first flipping each round: (medians, samples)."""
     for run in pair:  # compile, warm up
         run()
         run()

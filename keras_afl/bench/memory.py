@@ -16,7 +16,6 @@ per variant, so that neither sees the other's memory; nothing here runs on impor
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import keras
@@ -25,24 +24,11 @@ import tensorflow as tf
 
 import keras_afl
 from keras_afl.bench.classifier import classifier, classifier_data
+from keras_afl.bench.rss import peak_mib
 
 USAGE = ("usage: python -m keras_afl.bench.memory ours|builtin mlp DEPTH WIDTH BATCH STEPS\n"
          "       python -m keras_afl.bench.memory ours|builtin dense SIZE CLASSES BATCH STEPS\n"
          "       python -m keras_afl.bench.memory ours|builtin classifier LOSS graph|xla BATCH STEPS")
-
-
-def peak_mib():
-    """This process's peak resident set size, MiB."""
-    # VmHWM: this process's own peak (ru_maxrss on Linux keeps the parent's across fork + exec)
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def parse(argv):

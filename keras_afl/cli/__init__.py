@@ -194,12 +194,15 @@ def build_parser():
     p.add_argument("--modes", nargs="+", choices=("graph", "xla"), metavar="MODE",
                    help="graph and/or xla (default: both)")
     p.add_argument("--suites", nargs="+",
-                   choices=("activations", "losses", "training", "memory", "checks", "classifier", "sweep"),
+                   choices=("activations", "losses", "training", "memory", "checks", "classifier", "sweep",
+                            "steps"),
                    metavar="SUITE",
                    help="activations, losses, training, memory, checks (default: these five); "
                         "classifier (training steps at batch 32-512), sweep (every loss and "
                         "activation at 2^10-2^24 elements, the losses' crossover; --sizes and "
-                        "--repeats set its sizes and repeats)")
+                        "--repeats set its sizes and repeats); steps (any backend: training "
+                        "steps/s and peak memory of a classifier, a segmenter and a detector "
+                        "against the same models with Keras's losses, default compile setting)")
     p.add_argument("--cases", nargs="+", metavar="NAME",
                    help="only these activations/losses (e.g. relu focal_logits)")
     p.add_argument("--repeats", type=_positive_int, metavar="N",

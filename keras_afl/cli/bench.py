@@ -30,20 +30,23 @@ def command_line(args):
     return " ".join(parts)
 
 
-def checks_per_step(args):
-    """Suite "checks", on every backend: what the label checks cost a training step
-    (`keras_afl.bench.guard_cost`); the table printed, the result written to --output."""
+def any_backend_suite(args, name):
+    """Suites "checks" and "steps", on every backend: what the label checks cost a training step
+    (`keras_afl.bench.guard_cost`), and training steps against the same model with Keras's loss
+    (`keras_afl.bench.steps`); the table printed, the result written to --output."""
     import json
     import os
 
-    from keras_afl.bench import guard_cost
+    from keras_afl.bench import guard_cost, steps
 
-    result = guard_cost.run(quick=args.quick, repeats=args.repeats)
+    module = {"checks": guard_cost, "steps": steps}[name]
+    result = module.run(quick=args.quick, repeats=args.repeats)
     result["command"] = command_line(args)
-    print(guard_cost.table(result))
+    print(module.table(result))
     if args.output:
         os.makedirs(args.output, exist_ok=True)
-        path = os.path.join(args.output, f"guard_cost_{result['backend']}.json")
+        stem = {"checks": "guard_cost", "steps": "steps"}[name]
+        path = os.path.join(args.output, f"{stem}_{result['backend']}.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {path}")
@@ -95,14 +98,19 @@ def run(args):
     if getattr(args, "compare", None):
         return compare(args)
 
-    if args.suites and "checks" in args.suites:
-        checks_per_step(args)
+    for name in ("checks", "steps"):
+        if args.suites and name in args.suites:
+            any_backend_suite(args, name)
     if keras.backend.backend() != "tensorflow":  # JAX, PyTorch: their own cases and references
-        if args.suites and "checks" in args.suites:
-            args.suites = [s for s in args.suites if s != "checks"]
+        if args.suites:
+            args.suites = [s for s in args.suites if s not in ("checks", "steps")]
             if not args.suites:
                 return 0
         return run_jax_or_torch(args)
+    if args.suites:
+        args.suites = [s for s in args.suites if s != "steps"]
+        if not args.suites:
+            return 0
     from keras_afl import bench as harness
 
     activations = losses = None
