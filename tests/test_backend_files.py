@@ -271,8 +271,9 @@ def _check_every_torch_optimizer(loaded):
 
 
 def _check_what_keras_load_model_loads(saved, loaded):
-    """The README's account: plain keras.saving.load_model fails on exactly the PyTorch-saved
-    compiled files away from PyTorch; compile=False, then compile(), works everywhere."""
+    """docs/names-saving-serving.md's account: plain keras.saving.load_model fails on exactly the
+    PyTorch-saved compiled files away from PyTorch; compile=False, then compile(), works
+    everywhere."""
     for (source, backend), got in loaded.items():
         where = f"saved on {source}, loaded on {backend}"
         if source == "torch":
@@ -283,7 +284,7 @@ def _check_what_keras_load_model_loads(saved, loaded):
                 "TypeError: Could not deserialize class 'Adam' because its parent module "
                 "keras.src.backend.torch.optimizers.torch_adam cannot be imported"), \
                 (f"{where}: Keras's own load_model changed ({got['keras_load_model']!r}); update "
-                 "the README's 'Saving and loading' and this test")
+                 "'Saving and loading' in docs/names-saving-serving.md and this test")
         else:
             assert got["keras_load_model"] == "loaded", (where, got["keras_load_model"])
         np.testing.assert_allclose(np.asarray(got["compile_false"]["predictions"], np.float32),

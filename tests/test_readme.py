@@ -1,4 +1,6 @@
-"""README claims checked against the code and against Keras in the same run."""
+"""The README's and the documentation's claims, checked against the code and against Keras in the
+same run. The "What differs" table lives on docs/what-differs.md; the README keeps the Quickstart,
+the build command of the site and links into it."""
 
 import inspect
 import os
@@ -58,9 +60,20 @@ def differing_defaults():
     return out
 
 
-def _section(title):
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        text = f.read()
+WHAT_DIFFERS = ("docs/what-differs.md", "# What differs from Keras's built-ins, and why")
+QUICKSTART = ['python -m pip install -e ".[cpu,cli]" && python -m keras_afl demo',
+              'python -m pip install -e ".[cpu,test]" && python -m pytest -q -n 2']
+DOCS_BUILD = "python -m sphinx -W --keep-going -b html docs docs/_build/html"
+
+
+def _read(path):
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def _section(title, path="README.md"):
+    """From the heading `title` to the next heading of any level (or the end of the file)."""
+    text = _read(path)
     start = text.index(title)
     end = text.find("\n#", start + len(title))
     return text[start:end if end != -1 else None]
@@ -88,14 +101,14 @@ def test_every_public_object_has_a_counterpart_decision():
 
 
 def test_every_default_that_differs_from_keras_is_in_the_what_differs_table():
-    rows = _table_rows(_section("### What differs from Keras's built-ins, and why"))
+    rows = _table_rows(_section(WHAT_DIFFERS[1], WHAT_DIFFERS[0]))
     missing = []
     for name, param, theirs, mine in differing_defaults():
         hit = [r for r in rows if {name, param} <= _tokens(r[0])
                and _token(theirs) in _tokens(r[1]) and _token(mine) in _tokens(r[2])]
         if not hit:
             missing.append(f"{name}({param}=...): Keras {theirs!r}, keras_afl {mine!r}")
-    assert not missing, ("README's 'What differs' table lacks a row (first cell naming the object "
+    assert not missing, (f"{WHAT_DIFFERS[0]}'s 'What differs' table lacks a row (first cell naming the object "
                          "and the setting, Keras's default in the second, ours in the third) for: "
                          + "; ".join(missing))
 
@@ -106,9 +119,53 @@ def test_the_defaults_the_issue_named_are_among_those_found():
             ("CategoricalFocalLoss", "alpha"), ("PReLU", "alpha_initializer")} <= found
 
 
-def test_categorical_focal_swap_changes_the_loss_4x_as_the_readme_says():
+def test_categorical_focal_swap_changes_the_loss_4x_as_the_docs_say():
     y = np.eye(3, dtype="float32")[[0, 2, 1, 1]]
     p = np.array([[.7, .2, .1], [.3, .3, .4], [.2, .5, .3], [.1, .1, .8]], "float32")
     ratio = float(AFL.CategoricalFocalLoss()(y, p)) / float(KLS.CategoricalFocalCrossentropy()(y, p))
     assert ratio == pytest.approx(4.0, rel=1e-5)
-    assert "4× larger" in _section("### What differs from Keras's built-ins, and why")
+    assert "4× larger" in _section(WHAT_DIFFERS[1], WHAT_DIFFERS[0])
+
+
+def _fenced_blocks(text, language):
+    return re.findall(r"^```" + language + r"\n(.*?)^```", text, re.S | re.M)
+
+
+def test_the_quickstart_is_exactly_the_two_commands():
+    blocks = _fenced_blocks(_section("## Quickstart"), "bash")
+    assert blocks, "README's Quickstart has no ```bash block"
+    commands = [line.strip() for line in blocks[0].splitlines() if line.strip()]
+    assert commands == QUICKSTART
+
+
+def test_the_docs_build_command_is_named_in_the_readme_and_contributing():
+    for path in ("README.md", "CONTRIBUTING.md"):
+        assert DOCS_BUILD in _read(path), f"{path} does not name the docs build: {DOCS_BUILD}"
+    # the command CI and the browser tests run is the same build
+    from tests._docs_site import build_command
+
+    assert build_command("OUT", "TREES")[3:] == ["-W", "--keep-going", "-b", "html", "-d", "TREES",
+                                                  os.path.join(REPO, "docs"), "OUT"]
+
+
+def test_readme_is_an_overview_whose_links_lead_somewhere():
+    text = _read("README.md")
+    assert len(text.splitlines()) <= 300, "the README is an overview; details go to docs/"
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]*))?\)", text)
+    local = [(path, anchor) for path, anchor in links if "://" not in path]
+    assert len(local) >= 10, local
+    for path, anchor in local:
+        assert os.path.exists(os.path.join(REPO, path)), f"README links to a missing {path}"
+        if anchor:  # a heading of the linked page, as GitHub and MyST slug it
+            slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                     for h in re.findall(r"^#+ (.*)$", _read(path), re.M)}
+            assert anchor in slugs, f"README links to {path}#{anchor}, not a heading there"
+
+
+def test_every_guide_page_is_linked_from_the_readme():
+    text = _read("README.md")
+    pages = sorted(name for name in os.listdir(os.path.join(REPO, "docs"))
+                   if name.endswith(".md") and name not in ("index.md", "contributing.md",
+                                                            "changelog.md", "development.md"))
+    missing = [name for name in pages if f"(docs/{name}" not in text]
+    assert not missing, f"README links to no docs/ page for: {missing}"

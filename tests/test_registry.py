@@ -447,12 +447,12 @@ class TestKerasLosses:
             registry.describe_loss(42)
 
 
-def test_readme_names_every_word_of_the_vocabularies():
+def test_docs_name_every_word_of_the_vocabularies():
     import os
 
     from tests._checks import REPO
 
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, "docs", "names-saving-serving.md"), encoding="utf-8") as f:
         text = f.read()
     section = text[text.index("## Names as strings"):text.index("## Saving and loading")]
     for words in (registry.LOSS_FAMILIES, registry.ACTIVATION_FAMILIES, registry.Y_PRED_KINDS,

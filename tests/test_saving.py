@@ -175,9 +175,9 @@ def test_model_compiled_inside_use_as_builtins_reloads_with_our_loss_and_metric(
     assert got["binary_focal_crossentropy"] == pytest.approx(ours, rel=1e-5)
 
 
-def test_readme_quotes_the_errors_keras_gives_without_import_keras_afl(tmp_path):
+def test_docs_quote_the_errors_keras_gives_without_import_keras_afl(tmp_path):
     # Three models saved here; a fresh process that never imports keras_afl loads each
-    # and runs evaluate(); the README's "Saving and loading" section must quote the
+    # and runs evaluate(); the docs' "Saving and loading" section must quote the
     # errors this Keras really raises, and its fix (import keras_afl) must work.
     x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
     models = {
@@ -207,9 +207,10 @@ def test_readme_quotes_the_errors_keras_gives_without_import_keras_afl(tmp_path)
     fixed = json.loads(run_python(code.replace("# IMPORT", "import keras_afl")).strip().splitlines()[-1])
     assert fixed == {"activation": "ok", "layer": "ok", "loss": "ok"}
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+    page = os.path.join(os.path.dirname(__file__), "..", "docs", "names-saving-serving.md")
+    with open(page, encoding="utf-8") as f:
         text = f.read()
-    section = text[text.index("## Saving and loading"):text.index("## Diagnostics")]
+    section = text[text.index("## Saving and loading"):text.index("## Serving")]
     quoted = [line for line in section.splitlines() if line.startswith(("TypeError:", "ValueError:"))]
     assert len(quoted) == 3, quoted
 
