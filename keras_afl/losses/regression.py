@@ -129,12 +129,17 @@ def _huber(settings, x, y):
     y = _labels(y, x)
     d_t = o.scalar(delta, x)
     e = x - y
-    a = o.abs(e)
-    c = o.minimum(a, d_t)
-    loss = _class_mean(0.5 * o.square(c) + d_t * (a - c))
+    c = o.clip(e, -d_t, d_t)  # e where |e| <= delta, else +-delta: the gradient's numerator
+    h = 0.5 * c
+    # c (e - c/2): e**2 / 2 where |e| <= delta, else delta (|e| - delta/2); the select picks
+    # between two spellings of it, as Keras's Huber ends in a select: under jax.jit on a CPU XLA
+    # then computes the elements in one fused loop and reduces them, where a product alone went
+    # into a YNNPACK reduction that kept e in memory (4 fusions, as Keras's, not 5; 0.40-0.86x
+    # the time, same-run A/B).
+    loss = _class_mean(o.where(c == e, h * e, c * (e - h)))
 
     def grad(g):
-        return (g * _inv_size(x))[..., None] * o.clip(e, -d_t, d_t)
+        return (g * _inv_size(x))[..., None] * c
 
     return loss, grad
 
