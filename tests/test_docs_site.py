@@ -15,6 +15,7 @@ Needs the [docs] extra (sphinx, myst-parser, furo, sphinx-mathjax-offline, playw
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -188,3 +189,51 @@ def test_screenshots_for_a_person(site, server):
             head = f.read(8)
         assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 10_000, path
     print("\nscreenshots:\n  " + "\n  ".join(path for _rel, path in shots))
+
+
+@needs_browser
+def test_the_crawler_sees_each_kind_of_breakage(tmp_path):
+    """The checks above can fail: a hand-made broken site trips every one of them."""
+    (tmp_path / "index.html").write_text(
+        '<html><head><link rel="stylesheet" href="missing.css">'
+        '<script src="https://cdn.example.invalid/lib.js"></script></head><body>'
+        '<img src="gone.png"><img src="ok.png">'
+        '<span class="math notranslate nohighlight">\\(x^2\\)</span>'
+        '<a href="hidden/deep.html">deep</a><a href="nowhere.txt">file</a>'
+        '<script>console.error("boom"); throw new Error("kaput");</script></body></html>')
+    (tmp_path / "ok.png").write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+        "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4b60000000049454e44ae426082"))
+    with S.serve(str(tmp_path)) as base:
+        found = S.crawl(str(tmp_path), base)
+    index = found["pages"]["index.html"]
+    assert any("boom" in m for m in index["console"]), index
+    assert any("kaput" in m for m in index["page_errors"]), index
+    assert any("missing.css" in m for m in index["bad_status"]), index
+    assert index["images"] == {"count": 2, "broken": ["gone.png"]}, index
+    assert index["math"]["count"] == 1 and index["math"]["renderer"] is None, index
+    assert found["other_host"] == ["https://cdn.example.invalid/lib.js"], found
+    # A page no file walk finds (hidden/ does not exist): followed from the link, and a 404.
+    assert found["pages"]["hidden/deep.html"]["status"] == 404, found
+    assert list(found["link_targets"].values()) == [404], found
+
+
+@needs_browser
+def test_the_math_check_sees_formulas_mathjax_cannot_typeset(tmp_path):
+    """With the site's MathJax (sphinx-mathjax-offline's copy): good TeX is typeset, bad TeX is
+    reported, as Sphinx marks formulas (class "math")."""
+    import importlib
+
+    offline = importlib.import_module("sphinx-mathjax-offline")
+    shutil.copytree(os.path.join(os.path.dirname(offline.__file__), "static", "mathjax"),
+                    tmp_path / "mathjax")
+    (tmp_path / "index.html").write_text(
+        '<html><head><script defer src="mathjax/tex-chtml.js"></script></head><body>'
+        '<span class="math notranslate nohighlight">\\(\\sigma(z)^2\\)</span>'
+        '<div class="math notranslate nohighlight">\\[\\frac{1}\\]</div>'
+        '<span class="math notranslate nohighlight">no delimiters</span></body></html>')
+    with S.serve(str(tmp_path)) as base:
+        math = S.crawl(str(tmp_path), base)["pages"]["index.html"]["math"]
+    assert math["count"] == 3 and math["renderer"].startswith("MathJax 3"), math
+    assert math["unrendered"] == ["no delimiters"], math
+    assert len(math["errors"]) == 1 and "frac" in math["errors"][0], math
