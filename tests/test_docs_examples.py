@@ -90,13 +90,12 @@ def test_every_not_runnable_block_says_why():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("page", sorted(p for p, blocks in RUNNABLE.items() if blocks))
-def test_the_examples_of_a_page_run(page, tmp_path):
-    spec = E.spec(next(p for p in PAGES if p.path == page), RUNNABLE[page])
+def _run_page(spec, tmp_path):
+    """Run one page's blocks in a fresh process; the CompletedProcess."""
     spec_path = tmp_path / "blocks.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     work = tmp_path / "cwd"
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     env = dict(os.environ, KERAS_BACKEND="tensorflow", MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join([E.REPO] + [p for p in [os.environ.get("PYTHONPATH")]
                                                       if p]))
@@ -108,8 +107,31 @@ def test_the_examples_of_a_page_run(page, tmp_path):
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         running = [line for line in err.splitlines() if line.startswith("[docs-example] ")]
-        pytest.fail(f"{page}: the examples ran past {PAGE_TIMEOUT_S} s; last block started: "
-                    f"{running[-1] if running else '?'}")
+        pytest.fail(f"{spec['page']}: the examples ran past {PAGE_TIMEOUT_S} s; last block "
+                    f"started: {running[-1] if running else '?'}")
+    return proc
+
+
+def test_the_runner_shares_a_namespace_checks_doctests_and_names_the_failing_line(tmp_path):
+    text = "\n".join(["```python", "a = 2", "```", "```pycon", ">>> a * 3", "6", "```",
+                      "```python", "b = a + 1", "", "raise ValueError(b)", "```"])
+    (tmp_path / "x.md").write_text(text, encoding="utf-8")
+    page = E.parse_text("x.md", text)
+    spec = dict(E.spec(page, page.blocks), file=str(tmp_path / "x.md"))
+    proc = _run_page(spec, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert f'File "{tmp_path / "x.md"}", line 11' in proc.stderr, proc.stderr
+    assert "ValueError: 3" in proc.stderr and "FAILED: the block at x.md:9" in proc.stderr
+    # A doctest whose output differs fails at its own block.
+    page.blocks[1].code = ">>> a * 3\n7\n"
+    proc = _run_page(dict(E.spec(page, page.blocks[:2]), file=str(tmp_path / "x.md")), tmp_path)
+    assert proc.returncode == 1 and "FAILED: the block at x.md:5" in proc.stderr, proc.stderr
+    assert "Expected:\n    7\nGot:\n    6" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("page", sorted(p for p, blocks in RUNNABLE.items() if blocks))
+def test_the_examples_of_a_page_run(page, tmp_path):
+    proc = _run_page(E.spec(next(p for p in PAGES if p.path == page), RUNNABLE[page]), tmp_path)
     lines = [f"{b.page}:{b.line}" for b in RUNNABLE[page]]
     assert proc.returncode == 0, (
         f"an example of {page} failed (blocks at {', '.join(lines)}):\n"
