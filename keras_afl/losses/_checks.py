@@ -84,7 +84,8 @@ class LabelRule(NamedTuple):
     def check_eagerly(self, y):
         """Raises an `InvalidLabelsError` naming the first label outside [low, high], if any."""
         o = ops()
-        if not bool(o.to_numpy(o.all(self.good(y)))):
+        within = None if self.ignore is not None else _within(o, y, self.low, self.high)
+        if not (within if within is not None else bool(o.to_numpy(o.all(self.good(y))))):
             self.check_on_host(o.to_numpy(y))
 
     def check_on_host(self, values):
@@ -134,7 +135,11 @@ class ClassIdRule(NamedTuple):
     def check_eagerly(self, ids):
         """Raises an `InvalidLabelsError` naming the first invalid id, if any."""
         o = ops()
-        if not bool(o.to_numpy(o.all(self.good(ids)))):
+        within = None
+        if (self.ignore_class is None and self.num_classes is not None
+                and not o.dtype_name(ids).startswith(("float", "bfloat"))):
+            within = _within(o, ids, 0, self.num_classes - 1)
+        if not (within if within is not None else bool(o.to_numpy(o.all(self.good(ids))))):
             self.check_on_host(o.to_numpy(ids))
 
     def check_on_host(self, values):
@@ -144,6 +149,17 @@ class ClassIdRule(NamedTuple):
 
     def nan_factor(self, ids):
         return _nan_where(~self.good(ids))
+
+
+def _within(o, y, low, high):
+    """Whether every entry of y lies in [low, high] (a NaN does not), from the backend's fused
+    min-max in one pass (`value_range`), or None where it has none (the rule's comparisons
+    then)."""
+    value_range = getattr(o, "value_range", None)
+    if value_range is None:
+        return None
+    bounds = value_range(y)
+    return bounds is None or (bounds[0] >= low and bounds[1] <= high)
 
 
 def _raise_first_bad(rule, values, ok):

@@ -22,6 +22,8 @@ import torch
 
 from keras_afl._backend import numpy_names
 from keras_afl._backend._portable import LabelErrorBase, PortableOps  # noqa: F401
+from keras_afl._backend._portable import run_loss as _portable_run_loss
+from keras_afl._backend._torch._losses import kernel_for
 
 name = "torch"
 
@@ -193,6 +195,23 @@ class ops(PortableOps):
         return torch.where(x == 0, g * scale, d)
 
     # ---- the losses (keras_afl.losses)
+
+    @staticmethod
+    def run_loss(body, settings, x, tensors, *, like=None, rule=None, split=None,
+                 kernel_split=None):
+        """The portable runner, with ATen's fused operations in place of the body's forward
+        and backward where a kernel computes it with these settings (`_losses.KERNELS`)."""
+        split = kernel_for(body, settings, tensors, split) or split
+        return _portable_run_loss(body, settings, x, tensors, rule=rule, split=split)
+
+    @staticmethod
+    def value_range(y):
+        """(min, max) of y as Python numbers, in one fused pass (`torch.aminmax`; NaN where
+        y holds a NaN), for the label checks; None for an empty y."""
+        if y.numel() == 0:
+            return None
+        low, high = torch.aminmax(y if y.dtype != torch.bool else y.to(torch.uint8))
+        return low.item(), high.item()
 
     pow = staticmethod(torch.pow)
     CHECK_OUTSIDE_GRAPH = staticmethod(torch.compiler.disable)  # in a compiled Keras step
