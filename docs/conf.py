@@ -39,6 +39,7 @@ extensions = [
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static: formulas render with no network
     "myst_parser",
     "afl_docstrings",  # docs/_ext: plain-text formula blocks in the docstrings read as literal
+    "afl_formulas",  # docs/_ext: the formulas as math, in the API reference and the guide
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -64,7 +65,9 @@ napoleon_custom_sections = [("Reference", "references")]
 
 html_theme = "furo"
 html_title = f"keras_afl {release}"
-html_static_path = []
+html_static_path = ["_static"]
+# A favicon of our own: browsers ask for /favicon.ico otherwise (a 404 in the console).
+html_favicon = "_static/favicon.svg"
 html_show_sourcelink = True
 pygments_style = "sphinx"
 # Code blocks without a language (program output, the docstrings' formula blocks) stay plain.
