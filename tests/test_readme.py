@@ -169,3 +169,27 @@ def test_every_guide_page_is_linked_from_the_readme():
                                                             "changelog.md", "development.md"))
     missing = [name for name in pages if f"(docs/{name}" not in text]
     assert not missing, f"README links to no docs/ page for: {missing}"
+
+
+def test_every_activation_and_loss_function_has_its_formula_as_math_on_the_site():
+    # docs/_ext/afl_formulas.py's LaTeX table (the API reference and the guide pages render
+    # it): a new function fails here until its formula is written there, and a renamed one
+    # leaves no stale entry behind.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "afl_formulas", os.path.join(REPO, "docs", "_ext", "afl_formulas.py"))
+    formulas = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(formulas)
+    except ImportError as e:  # docutils/Sphinx: the [docs] extra
+        pytest.skip(f"the [docs] extra is not installed: {e}")
+    functions = {n for n in A.__all__} | {
+        n for n in AFL.__all__ if inspect.isfunction(getattr(AFL, n))
+        and n not in ("trace_options", "set_trace_options")}
+    assert set(formulas.TEX) == functions
+    for name in ("activations", "losses"):
+        page = _read(f"docs/{name}.md")
+        listed = set(re.search(r"```\{afl-formulas\} ([^\n]*)", page).group(1).split())
+        module = A if name == "activations" else AFL
+        assert listed == {n for n in functions if n in module.__all__}, name
