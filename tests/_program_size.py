@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_afl  # noqa: E402
+from tests import _jax_programs  # noqa: E402  (its HLO reader; it imports JAX only when run)
 
 GRAPH_SHAPE = (32, 8)
 XLA_SHAPE = (8192, 8)  # 2**16 elements
@@ -223,6 +224,39 @@ NATIVES = {
 }
 
 
+def _keras_loss(case, f, **kwargs):
+    """Keras's loss `f` on the inputs of loss case `case` (the same labels and predictions)."""
+    return Case("keras", lambda: _loss_step(f, **kwargs), CASES[case].inputs)
+
+
+# loss case -> Keras's built-in it stands in for (the same arguments); sparse categorical focal
+# has none.
+KERAS_LOSSES = {
+    "mean_squared_error": _keras_loss("mean_squared_error", keras.losses.mean_squared_error),
+    "huber": _keras_loss("huber", keras.losses.huber),
+    "binary_crossentropy": _keras_loss("binary_crossentropy", keras.losses.binary_crossentropy),
+    "binary_crossentropy(from_logits)": _keras_loss(
+        "binary_crossentropy(from_logits)", keras.losses.binary_crossentropy, from_logits=True),
+    "focal": _keras_loss("focal", keras.losses.binary_focal_crossentropy),
+    "focal(from_logits)": _keras_loss("focal(from_logits)", keras.losses.binary_focal_crossentropy,
+                                      from_logits=True),
+    "hinge": _keras_loss("hinge", keras.losses.hinge),
+    "categorical_crossentropy": _keras_loss("categorical_crossentropy",
+                                            keras.losses.categorical_crossentropy),
+    "categorical_crossentropy(from_logits)": _keras_loss(
+        "categorical_crossentropy(from_logits)", keras.losses.categorical_crossentropy,
+        from_logits=True),
+    "categorical_focal(from_logits)": _keras_loss(
+        "categorical_focal(from_logits)", keras.losses.categorical_focal_crossentropy,
+        from_logits=True),
+    "sparse_categorical_crossentropy": _keras_loss(
+        "sparse_categorical_crossentropy", keras.losses.sparse_categorical_crossentropy),
+    "sparse_categorical_crossentropy(from_logits)": _keras_loss(
+        "sparse_categorical_crossentropy(from_logits)",
+        keras.losses.sparse_categorical_crossentropy, from_logits=True),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # The measures
 
@@ -281,9 +315,22 @@ def count_fusions(hlo_text):
     return len(_FUSION.findall(hlo_text))
 
 
+def full_size_passes(hlo_text, elements):
+    """How many arrays of at least `elements` elements the entry computation of an optimized HLO
+    program reads or writes (per computing instruction, its operands and results of that size;
+    tests/_jax_programs.program_size reads them). Above the CPU's caches each is a pass over
+    memory: the structural part of a large step's time, which no load on the machine changes."""
+    return _jax_programs.program_size(hlo_text, elements)["passes"]
+
+
+def optimized_hlo(step, args):
+    """The optimized HLO text of `step` compiled with jit_compile=True for `args`."""
+    return tf.function(step, jit_compile=True).experimental_get_compiler_ir(*args)(
+        stage="optimized_hlo")
+
+
 def xla_fusions(step, args):
-    compiled = tf.function(step, jit_compile=True)
-    return count_fusions(compiled.experimental_get_compiler_ir(*args)(stage="optimized_hlo"))
+    return count_fusions(optimized_hlo(step, args))
 
 
 def _measure(case):
@@ -303,6 +350,12 @@ def measure(name):
 def measure_native(name, native):
     """The same for NATIVES[name][native]."""
     return _measure(NATIVES[name][native])
+
+
+@functools.lru_cache(maxsize=None)
+def measure_keras(name):
+    """The same for Keras's loss KERAS_LOSSES[name], on the same inputs."""
+    return _measure(KERAS_LOSSES[name])
 
 
 def same_program(a, b):

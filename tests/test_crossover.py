@@ -7,7 +7,10 @@ reference). Sizes are y_pred's elements: the crossover itself (compiled) and one
 fewer (plain).
 """
 
+import functools
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -20,6 +23,12 @@ from keras_afl.bench import cases, sweep
 from keras_afl import _backend
 from keras_afl._backend._tensorflow import _runner as LC
 from keras_afl._backend._tensorflow import _crossover as X
+from tests import _program_size as P
+
+# The committed same-run A/B the XLA column is read from (`keras-afl bench --suites sweep
+# --modes xla`, its results.json; benchmarks/tensorflow_speed/README.md has the command).
+AB_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                       "tensorflow_speed", "crossover_sweep.json")
 
 SWITCHES = [(name, mode, X.CROSSOVER[body][mode]) for name, body in sweep.BODIES.items()
             for mode in ("graph", "xla")]
@@ -156,3 +165,74 @@ def test_unknown_batch_uses_the_per_sample_share_of_the_crossover():
     per_sample = 2**log2 // X.PER_SAMPLE_BATCH
     assert LC.large((None, per_sample)) is True
     assert LC.large((None, per_sample - 1)) is False
+
+
+# ---------------------------------------------------------------------------------------------
+# How the XLA column is decided: a same-run A/B with a margin, ties to the smaller program.
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_passes(name):
+    """{path: full-size arrays read and written} of one value + gradient step of bench case
+    `name` under XLA at 2^16 elements, per path forced (tests/_program_size.full_size_passes)."""
+    y, z = _inputs(name, 2**16)
+    out = {}
+    for path in ("plain", "compiled"):
+        loss = cases.loss_cases()[name][0]
+        step = tf.function(functools.partial(_loss_and_grad, loss), jit_compile=True,
+                           autograph=False)
+        with L.set_trace_options(compiled_kernels=path == "compiled"), X.forced(path):
+            hlo = step.experimental_get_compiler_ir(y, z)(stage="optimized_hlo")
+        out[path] = P.full_size_passes(hlo, 2**16)
+    return out
+
+
+def _fewer_passes(name):
+    passes = _xla_passes(name)
+    return passes["compiled"] < passes["plain"]
+
+
+def _committed_verdicts(name, mode="xla"):
+    with open(AB_FILE) as fh:
+        rows = json.load(fh)["rows"]
+    pairs = {}  # log2 size -> (plain, compiled), the rounds of every run pooled (paired per run)
+    for r in rows:
+        if (r["group"], r["case"], r["mode"], r["dtype"]) == ("sweep_loss", name, mode, "float32"):
+            plain, compiled = pairs.setdefault(int(math.log2(r["size"])), ([], []))
+            plain += r["samples"]["plain"]
+            compiled += r["samples"]["compiled"]
+    return {log2: X.verdict(*pc) for log2, pc in pairs.items()}
+
+
+@pytest.mark.parametrize("name", list(sweep.BODIES))
+def test_xla_column_is_the_rule_read_off_the_committed_ab(name):
+    """The table's XLA threshold is `_crossover.threshold` of the committed A/B's verdicts, ties
+    going to the path whose program (measured here, not timed) makes fewer full-size passes."""
+    verdicts = _committed_verdicts(name)
+    assert verdicts, f"{name}: no XLA rows in {AB_FILE}"
+    want = X.threshold(verdicts, _fewer_passes(name))
+    assert X.CROSSOVER[sweep.BODIES[name]]["xla"] == want, (name, verdicts, _xla_passes(name))
+
+
+def test_binary_focal_from_logits_takes_the_compiled_path_under_xla_from_2_20():
+    """The regression of cee4f8e: a table read off one noisy sweep kept binary focal from logits on
+    the plain path under XLA up to 2^24, whose program reads and writes 18 full-size arrays against
+    the compiled path's 5 (Keras's: 16): 1.14-1.26x Keras at 2^22, 0.39-0.44x before."""
+    passes = _xla_passes("focal_logits")
+    assert passes["compiled"] < passes["plain"], passes
+    for log2 in (20, 22, 24):
+        assert sweep.path_taken("focal_logits", "xla", "float32", 2**log2) == "compiled", log2
+
+
+def test_verdict_needs_a_margin_and_threshold_breaks_ties_by_structure():
+    slow, fast = [1.0] * 9, [0.8] * 9
+    assert X.verdict(slow, fast) == "compiled"
+    assert X.verdict(fast, slow) == "plain"
+    # within the margin, or a median beyond it whose quartile is not: a tie
+    assert X.verdict([1.0] * 9, [0.98] * 9) == "tie"
+    assert X.verdict([2.0] * 4 + [0.5] * 5, [1.0] * 9) == "tie"
+    verdicts = {12: "plain", 16: "tie", 20: "compiled", 22: "tie", 24: "compiled"}
+    assert X.threshold(verdicts, fewer_passes=True) == 16
+    assert X.threshold(verdicts, fewer_passes=False) == 24
+    assert X.threshold({16: "tie", 20: "plain"}, fewer_passes=True) is None
+    assert X.threshold({12: "tie"}, fewer_passes=True, floor=16) == 16

@@ -1,12 +1,21 @@
-"""Where each loss switches from the plain path to the compiled kernels: measured crossovers.
+"""Where each loss switches from the plain path to the compiled kernels, and the rule that sets it.
 
 A loss body runs plain (one custom gradient, TensorFlow's kernels) or as two XLA-compiled
 kernels (`_runner._compiled`). The compiled path costs two kernel launches and, under XLA, an
 optimization barrier; it pays off above a size that differs from loss to loss and between
-graph mode and XLA. `CROSSOVER` holds that size per loss body and mode, as measured by
-`keras-afl bench --suites sweep` (both paths of every loss timed in the same run, compiled
-kernels forced on and off; `keras_afl.bench.sweep.crossovers` reads the table off the sweep).
-`_runner._large` reads it through `min_elements`.
+graph mode and XLA. `CROSSOVER` holds that size per loss body and mode; `_runner._large` reads it
+through `min_elements`.
+
+The XLA column follows `threshold` from a same-run A/B (the plain and the compiled path
+interleaved with Keras's loss, `keras-afl bench --suites sweep`; the samples are committed in
+benchmarks/tensorflow_speed/crossover_ab.json, and tests/test_crossover.py checks that the table
+is what the rule reads from them): a path wins at a size only by a margin beyond the run's noise
+(`verdict`), and where neither does, the structure decides -- the path whose XLA program reads
+and writes fewer full-size arrays (tests/_program_size.py counts them; under XLA the compiled
+path's is the smaller for every loss, which tests/test_crossover.py pins). One noisy sweep
+cannot move a loss to the slower path: cee4f8e's table, read off such a sweep, kept binary
+focal from logits on the plain path under XLA up to 2^24 (1.14-1.26x Keras at 2^22, against
+0.39-0.44x before).
 
 Both paths compute the same formulas with the same ops: tests/test_crossover.py checks that
 values and gradients agree on both sides of every crossover.
@@ -27,28 +36,70 @@ PER_SAMPLE_BATCH = 64
 
 # body name -> {mode: log2 of the fewest elements (y_pred's) that take the compiled path, or None:
 # never}. Mode "graph": a `tf.function`; "xla": inside a `jit_compile=True` function.
-# Measured 2026-12-02 on a shared 2-core CPU (load average 4.6-7.4: noisy) with
-# `keras-afl bench --suites sweep --repeats 3` over the losses, float32 and bfloat16 (both
-# compute in float32), 2^10-2^24 elements, read by `keras_afl.bench.sweep.crossover_table` (the
-# largest threshold within 5 % of the best summed log ratio to Keras; in graph mode none below
-# 2^16: the first compiled loss loads XLA's compiler, +70 MiB of peak memory in a process that
-# compiles nothing else, for a gain of hundredths of a millisecond there); `_sparse_probabilities`,
-# not in the sweep, keeps 2^16.
+# "xla": `threshold` of the A/B in benchmarks/tensorflow_speed/crossover_sweep.json (2026-12-07,
+# a shared 2-core CPU at load average 4-10: `keras-afl bench --suites sweep --modes xla`, float32,
+# 2^12-2^24 elements; binary focal and BCE from logits also at 2^21 and 2^23 in a second run),
+# ties to the path with fewer full-size passes (the compiled one, but for MSE and hinge, where
+# they are equal). "graph": measured 2026-12-02 (cee4f8e, `keras-afl bench --suites sweep
+# --repeats 3`, the summed log ratio to Keras), none below 2^16: the first compiled loss loads
+# XLA's compiler, +70 MiB of peak memory in a process that compiles nothing else, for a gain of
+# hundredths of a millisecond there. `_sparse_probabilities`, in no sweep, keeps 2^16.
 CROSSOVER = {
     "_mse": {"graph": 18, "xla": None},
-    "_huber": {"graph": 18, "xla": 20},
-    "_hinge": {"graph": 16, "xla": 24},
-    "_bce_logits": {"graph": 16, "xla": None},
-    "_bce_probabilities": {"graph": 16, "xla": 20},
-    "_focal_logits": {"graph": 16, "xla": 24},
-    "_focal_probabilities": {"graph": 16, "xla": 10},
+    "_huber": {"graph": 18, "xla": 12},
+    "_hinge": {"graph": 16, "xla": None},
+    "_bce_logits": {"graph": 16, "xla": 22},
+    "_bce_probabilities": {"graph": 16, "xla": 12},
+    "_focal_logits": {"graph": 16, "xla": 12},
+    "_focal_probabilities": {"graph": 16, "xla": 16},
     "_cce_logits": {"graph": 16, "xla": 16},
-    "_categorical_probabilities": {"graph": 16, "xla": 16},
+    "_categorical_probabilities": {"graph": 16, "xla": 12},
     "_scce_logits": {"graph": 16, "xla": 16},
-    "_cfocal_logits": {"graph": 16, "xla": 16},
+    "_cfocal_logits": {"graph": 16, "xla": 22},
     "_sfocal_logits": {"graph": 18, "xla": 16},
     "_sparse_probabilities": {"graph": 16, "xla": 16},
 }
+
+# A path wins at one size when its paired time ratio's median is beyond this factor and its
+# quartile beyond 1 (`verdict`): the samples of one interleaved run, paired by round.
+MARGIN = 1.05
+
+
+def _quantile(xs, q):
+    xs = sorted(xs)
+    i = q * (len(xs) - 1)
+    lo = math.floor(i)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (i - lo)
+
+
+def verdict(plain, compiled, margin=MARGIN):
+    """"compiled", "plain" or "tie": which path is faster at one size, from the times of one run
+    in which both were called in turn (`plain[i]` and `compiled[i]` from the same round)."""
+    ratios = [p / c for p, c in zip(plain, compiled)]
+    if _quantile(ratios, 0.5) >= margin and _quantile(ratios, 0.25) > 1.0:
+        return "compiled"
+    if _quantile(ratios, 0.5) <= 1.0 / margin and _quantile(ratios, 0.75) < 1.0:
+        return "plain"
+    return "tie"
+
+
+def threshold(verdicts, fewer_passes, floor=None):
+    """log2 of the smallest size from which the compiled path is taken, or None (never).
+
+    `verdicts`: {log2 size: `verdict`} of one run; `fewer_passes`: whether the compiled path's
+    program reads and writes fewer full-size arrays than the plain one's (it decides the ties);
+    `floor`: the smallest threshold allowed. The compiled path is taken from the smallest size
+    at and above which no size is won by the plain path and every size is won by the compiled
+    path or, when `fewer_passes`, tied.
+    """
+    good = ("compiled", "tie") if fewer_passes else ("compiled",)
+    out = None
+    for log2 in sorted(verdicts, reverse=True):
+        if verdicts[log2] not in good:
+            break
+        out = log2
+    return out if out is None or floor is None else max(out, floor)
+
 
 # Set by `forced` (the benchmark's sweep): "compiled" or "plain" for every loss, or None.
 _FORCED = contextvars.ContextVar("keras_afl_forced_path", default=None)
