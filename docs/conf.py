@@ -72,3 +72,4 @@ html_show_sourcelink = True
 pygments_style = "sphinx"
 # Code blocks without a language (program output, the docstrings' formula blocks) stay plain.
 highlight_language = "text"
+html_css_files = ["wide-tables.css"]
