@@ -1,5 +1,5 @@
 """pytest at the repository root: the doctest collection of `keras_afl/` skips the adapter of a
-Keras backend that is not installed (`keras_afl/_backend/_jax.py` imports jax, `_torch.py` torch)."""
+Keras backend that is not installed (`keras_afl/_backend/_jax.py` imports jax, `_torch/` torch)."""
 
 import importlib.util
 
