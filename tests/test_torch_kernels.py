@@ -31,8 +31,6 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
 # An entry fails when its count rises (a regression) or meets the bound (delete the entry).
 NOT_YET = {
     "prelu": (8, "F.prelu is one fused kernel each way; ours a where, and min/mul/sum for alpha"),
-    "elu": (5, "elu_backward takes the left derivative at 0: a where puts TensorFlow's elu'(0) back"),
-    "selu": (5, "as elu"),
     "mse": (25, "no kernel yet: the body's difference, square and mean, and the gradient's scale"),
     "hinge": (48, "label format 'auto' reads the labels (range and side) before the pass"),
     "bce_logits": (32, "label check (aminmax) + the per-side forms: two sigmoids, exp + log1p"),
