@@ -188,9 +188,10 @@ def sweep_sections(result):
             "the ratio: the compiled one), bold: a missed target.", "",
             *lines, "", *plots, "",
             "### Crossover: log2 elements from which the compiled path wins (None: never)", "",
-            "The threshold per loss and mode that minimises the summed log ratio to Keras over the "
-            "sizes and dtypes of this run (`keras_afl.bench.sweep.crossover_table`); "
-            "`keras_afl/_backend/_tensorflow/_crossover.py` commits it.", "", "```python",
+            "Per loss and mode, `_crossover`'s rule applied to this run (`keras_afl.bench.sweep."
+            "crossover_table`): a verdict per size from the paired rounds, with a margin; ties "
+            "stay plain here (the committed table sends them to the smaller program, "
+            "tests/test_crossover.py).", "", "```python",
             sweep.crossover_source(result["crossover"]), "```", "",
             "### Losses: ours / Keras", "", sweep.ratio_table(result, "sweep_loss"), "",
             "### Activations: ours / the native op", "", sweep.ratio_table(result, "sweep_activation"), "",

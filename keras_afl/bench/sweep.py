@@ -5,8 +5,8 @@ in one loop: keras_afl's plain path (compiled kernels off), its compiled path (c
 on at every size, `keras_afl._backend._tensorflow._crossover.forced`) and Keras's loss. "ours" is the path
 that keras_afl takes by default at that size and mode (`_crossover.CROSSOVER`, read by
 `path_taken`): the same trace, so its time is that path's. The two paths' times give the
-crossover (`crossover_table`: per loss and mode, the threshold that minimises the summed log ratio
-to Keras over the sweep's sizes and dtypes); `_crossover.py` commits the table of one run, and a
+crossover (`crossover_table`: per loss and mode, `_crossover`'s rule -- a same-run verdict per size
+with a margin, then the threshold); `_crossover.py` commits the table of one run, and a
 later run checks it (its "ours" follows the committed table, not its own measurements). Activations are
 timed against the native op, as in the "activations" suite, without the bandwidth floor.
 
@@ -16,7 +16,6 @@ Sweep rows have group "sweep_loss" or "sweep_activation"; a loss row's samples h
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 
@@ -166,37 +165,29 @@ def _median(xs):
     return statistics.median(xs)
 
 
-def crossover_table(rows, tolerance=math.log(1.05), floor=GRAPH_FLOOR):
-    """body -> {mode: log2 threshold or None (never)} from sweep loss rows (dicts).
-
-    Per loss and mode, the candidate thresholds are the sizes swept and "never"; the cost of one
-    is the sum, over the sizes and dtypes swept, of the log of the chosen path's median time over
-    Keras's (a geometric mean: one noisy spike on a shared machine weighs less than in a sum of
-    ratios). The one chosen is the largest whose cost is within `tolerance` (log 1.05: 5 % in
-    all) of the least: the plain path needs no compile, costs no compile time or memory, and a
-    smaller gain is within this machine's noise. `floor` (mode -> log2) is the smallest
-    threshold allowed per mode (see GRAPH_FLOOR).
+def crossover_table(rows, floor=GRAPH_FLOOR, fewer_passes=None):
+    """body -> {mode: log2 threshold or None (never)} from sweep loss rows (dicts), by the rule
+    the committed table is checked against (`_crossover.verdict` and `_crossover.threshold`):
+    per size, a verdict from the plain and compiled times paired round by round (pooled over
+    the dtypes swept), a path winning only beyond a margin; the compiled path from the smallest
+    size at and above which the plain path wins nowhere and every size is won by the compiled
+    path or tied. Ties count for the compiled path only where `fewer_passes` ({case: bool}: its
+    program reads and writes fewer full-size arrays; tests/test_crossover.py measures that) says
+    so; without it they stay plain (no compile, no compile time or memory). `floor` (mode ->
+    log2) is the smallest threshold allowed per mode (see GRAPH_FLOOR).
     """
-    by = {}
+    pairs = {}  # (case, mode) -> log2 size -> (plain times, compiled times), paired by round
     for r in rows:
         if r["group"] == "sweep_loss":
-            by.setdefault((r["case"], r["mode"]), []).append(r)
+            plain, compiled = pairs.setdefault((r["case"], r["mode"]), {}).setdefault(
+                log2(r["size"]), ([], []))
+            plain += r["samples"]["plain"]
+            compiled += r["samples"]["compiled"]
     table = {}
-    for (case, mode), rs in by.items():
-        sizes = sorted({r["size"] for r in rs})
-        candidates = [n for n in sizes if log2(n) >= (floor or {}).get(mode, 0)] + [None]
-
-        def cost(threshold):
-            total = 0.0
-            for r in rs:
-                path = "compiled" if threshold is not None and r["size"] >= threshold else "plain"
-                total += math.log(_median(r["samples"][path]) / r["ref"])
-            return total
-
-        costs = {t: cost(t) for t in candidates}
-        least = min(costs.values())
-        best = max((t for t in candidates if costs[t] <= least + tolerance), key=lambda t: t or math.inf)
-        table.setdefault(BODIES[case], {})[mode] = None if best is None else log2(best)
+    for (case, mode), by_size in pairs.items():
+        verdicts = {n: _crossover.verdict(*pc) for n, pc in by_size.items()}
+        table.setdefault(BODIES[case], {})[mode] = _crossover.threshold(
+            verdicts, bool((fewer_passes or {}).get(case)), (floor or {}).get(mode))
     return table
 
 
