@@ -225,7 +225,7 @@ def harness_measure(backend, repeats=None, progress=None):
             else:
                 from keras_afl.bench import backends
 
-                result = backends.run(dtype=dtype, **kwargs)
+                result = backends.run(dtype=dtype, modes=[mode], **kwargs)
             rows.update(normalize(result, backend))
         wanted = set(keys)
         return {k: v for k, v in rows.items() if k in wanted}

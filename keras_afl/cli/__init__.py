@@ -191,8 +191,10 @@ def build_parser():
                    help="element counts as powers of two (default: 16 20 24)")
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, metavar="DTYPE",
                    help="input dtypes (default: float32 bfloat16)")
-    p.add_argument("--modes", nargs="+", choices=("graph", "xla"), metavar="MODE",
-                   help="graph and/or xla (default: both)")
+    p.add_argument("--modes", nargs="+", choices=("graph", "xla", "eager", "compile", "jit"),
+                   metavar="MODE",
+                   help="TensorFlow: graph and/or xla (default: both); PyTorch: eager and/or "
+                        "compile (torch.compile, ours and Keras's; default: eager); JAX: jit")
     p.add_argument("--suites", nargs="+",
                    choices=("activations", "losses", "training", "memory", "checks", "classifier", "sweep",
                             "steps"),

@@ -152,11 +152,17 @@ def run_jax_or_torch(args):
 
     from keras_afl.bench import backends
 
-    if args.modes:
+    backend = backends.active_backend()
+    if args.modes and any(m in ("graph", "xla") for m in args.modes):
         raise ValueError("--modes (graph, xla) are TensorFlow's; on JAX every case runs under "
-                         "jax.jit, on PyTorch eagerly. Fix: drop --modes, or --backend tensorflow")
+                         "jax.jit, on PyTorch eagerly or under torch.compile (--modes eager "
+                         "compile). Fix: drop --modes, or --backend tensorflow")
+    if args.modes and any(m not in backends.MODES[backend] for m in args.modes):
+        raise ValueError(f"--modes on {backend} takes {' and/or '.join(backends.MODES[backend])}; "
+                         f"got {' '.join(args.modes)}. Fix: --modes "
+                         f"{' '.join(backends.MODES[backend])} (or a part of it), or drop --modes")
     if args.dtypes and len(args.dtypes) > 1:
-        raise ValueError(f"on {backends.active_backend()}, --dtypes takes one dtype per run; got "
+        raise ValueError(f"on {backend}, --dtypes takes one dtype per run; got "
                          f"{' '.join(args.dtypes)}. Fix: one run per dtype (the default is "
                          "float32)")
     activations = losses = None
@@ -170,7 +176,7 @@ def run_jax_or_torch(args):
     result = backends.run(quick=args.quick, sizes=args.sizes, dtype=(args.dtypes or ["float32"])[0],
                           repeats=args.repeats, activations=activations, losses=losses,
                           suites=tuple(args.suites or ("activations", "losses")),
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, modes=args.modes)
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if os.environ.get(k)}
     result["command"] = " ".join([*(f"{k}={v}" for k, v in threads.items()), "keras-afl",
                                   "--backend", result["backend"],

@@ -11,7 +11,11 @@ What is timed, per case and size, as the median of single calls after warm-up:
 - losses, value + gradient with respect to `y_pred` of the `Loss` object (mean reduction),
   ours against the matching `keras.losses` class (Keras has no sparse focal loss: one-hot,
   then its categorical focal loss): on JAX under `jax.jit` (`jax.value_and_grad`), on PyTorch
-  eagerly as Keras trains there (`torch.autograd.grad`).
+  eagerly as Keras trains there (`torch.autograd.grad`), or with `modes=["compile"]` (`--modes
+  compile`) the same step wrapped in `torch.compile`, ours and Keras's alike, as Keras's
+  `jit_compile=True` wraps its train step (compiled at the warm-up; each row also records the
+  graphs and graph breaks `torch._dynamo.explain` finds in either step). Every row names its
+  `mode`: "jit" on JAX, "eager" or "compile" on PyTorch.
 
 Every call is timed on its own and waited for (`block_until_ready` on JAX; a device sync on a
 GPU), and the median is over single calls: `repeats` rounds, in each a block of calls of ours
@@ -32,8 +36,8 @@ The modules, one job each, as the TensorFlow harness's: `cases` (targets, cases,
 
 from __future__ import annotations
 
-from keras_afl.bench.backends.cases import (ACTIVATIONS, BACKENDS, CLASSES, DEFAULT_REPEATS,
-                                            DEFAULT_SIZES, LOSSES, QUICK_ACTIVATIONS,
+from keras_afl.bench.backends.cases import (ACTIVATIONS, BACKENDS, CLASSES, DEFAULT_MODES,
+                                            DEFAULT_REPEATS, DEFAULT_SIZES, LOSSES, MODES, QUICK_ACTIVATIONS,
                                             QUICK_LOSSES, QUICK_REPEATS, QUICK_SIZES, ROW,
                                             TARGETS, active_backend, activation_inputs,
                                             loss_cases, loss_inputs)
@@ -41,7 +45,8 @@ from keras_afl.bench.backends.reports import markdown, summary, terminal_table, 
 from keras_afl.bench.backends.suites import bench_activations, bench_losses, run
 from keras_afl.bench.backends.timing import SAMPLE_S, WARMUP_S, iqr, time_round_robin
 
-__all__ = ["ACTIVATIONS", "BACKENDS", "CLASSES", "DEFAULT_REPEATS", "DEFAULT_SIZES", "LOSSES",
+__all__ = ["ACTIVATIONS", "BACKENDS", "CLASSES", "DEFAULT_MODES", "DEFAULT_REPEATS",
+           "DEFAULT_SIZES", "LOSSES", "MODES",
            "QUICK_ACTIVATIONS", "QUICK_LOSSES", "QUICK_REPEATS", "QUICK_SIZES", "ROW", "SAMPLE_S",
            "TARGETS", "WARMUP_S", "active_backend", "activation_inputs", "bench_activations",
            "bench_losses", "iqr", "loss_cases", "loss_inputs", "markdown", "run", "summary",

@@ -9,6 +9,10 @@ BACKENDS = ("jax", "torch")
 DEFAULT_SIZES = (16, 20)  # log2 of the number of elements
 QUICK_SIZES = (10,)
 DEFAULT_REPEATS = 15
+# backend -> how its steps may run: JAX jit-compiles every step; PyTorch runs eagerly (as Keras
+# trains there by default) or under torch.compile (Keras's jit_compile=True)
+MODES = {"jax": ("jit",), "torch": ("eager", "compile")}
+DEFAULT_MODES = {"jax": ("jit",), "torch": ("eager",)}
 QUICK_REPEATS = 3
 CLASSES = 16  # the last axis of every loss input (as the TensorFlow harness)
 ROW = 1024  # the last axis of the activation inputs (rows of up to 1024 elements)

@@ -11,12 +11,26 @@ from keras_afl.bench.table import format_table
 
 
 def terminal_table(result):
-    head = ("kind", "case", "size", "reference", "ours ms", "ref ms", "ratio", "target", "met")
-    rows = [(r["kind"], r["name"], f"2^{r['log2_size']}", r["reference"], r["ours_ms"],
+    head = ("kind", "case", "mode", "size", "reference", "ours ms", "ref ms", "ratio", "target",
+            "met")
+    rows = [(r["kind"], r["name"], _mode(result, r), f"2^{r['log2_size']}", r["reference"], r["ours_ms"],
              r["reference_ms"], r["ratio"], f"<= {r['max_ratio']}", "yes" if r["met"] else "NO")
             for r in result["rows"]]
     return (f"{result['backend']} on {result['device']}, {result['dtype']}\n"
             + format_table(head, rows))
+
+
+def _mode(result, row):
+    """A row's mode; rows written before modes existed ran under jax.jit / eagerly."""
+    return row.get("mode", "jit" if result["backend"] == "jax" else "eager")
+
+
+def _graphs(row):
+    """Under torch.compile: "graphs/breaks ours, reference" as torch._dynamo.explain found them."""
+    if "graphs" not in row:
+        return ""
+    g, b = row["graphs"], row["graph_breaks"]
+    return f"{g['ours']}/{b['ours']}, {g['reference']}/{b['reference']}"
 
 
 def summary(result):
@@ -52,14 +66,19 @@ def markdown(results, notes=""):
             what, target = TARGETS[backend][kind]
             plural = {"activation": "activations", "loss": "losses"}[kind]
             lines.append(f"- {plural} <= {target}x {what}: **{met}/{total}** rows met")
-        lines += ["", "| kind | case | size | reference | ours ms | reference ms | ratio | "
-                  "IQR ours / ref ms | target | met |", "|---|---|---|---|---|---|---|---|---|---|"]
+        graphs = any("graphs" in row for row in r["rows"])
+        lines += ["", "| kind | case | mode | size | reference | ours ms | reference ms | ratio | "
+                  "IQR ours / ref ms | target | met |"
+                  + (" graphs/breaks ours, ref |" if graphs else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if graphs else "")]
         for row in r["rows"]:
             lines.append(
-                f"| {row['kind']} | {row['name']} | 2^{row['log2_size']} | {row['reference']} | "
+                f"| {row['kind']} | {row['name']} | {_mode(r, row)} | 2^{row['log2_size']} | "
+                f"{row['reference']} | "
                 f"{row['ours_ms']:.4f} | {row['reference_ms']:.4f} | {row['ratio']:.3f} | "
                 f"{row['ours_iqr_ms']:.4f} / {row['reference_iqr_ms']:.4f} | "
-                f"<= {row['max_ratio']} | {'yes' if row['met'] else '**no**'} |")
+                f"<= {row['max_ratio']} | {'yes' if row['met'] else '**no**'} |"
+                + (f" {_graphs(row)} |" if graphs else ""))
         lines.append("")
     if notes:
         lines += [notes.rstrip(), ""]

@@ -11,58 +11,94 @@ import time
 
 import numpy as np
 
-from keras_afl.bench.backends.cases import (ACTIVATIONS, DEFAULT_REPEATS, DEFAULT_SIZES, LOSSES,
-                                            QUICK_ACTIVATIONS, QUICK_LOSSES, QUICK_REPEATS,
-                                            QUICK_SIZES, TARGETS, active_backend,
+from keras_afl.bench.backends.cases import (ACTIVATIONS, DEFAULT_MODES, DEFAULT_REPEATS,
+                                            DEFAULT_SIZES, LOSSES, MODES, QUICK_ACTIVATIONS,
+                                            QUICK_LOSSES, QUICK_REPEATS, QUICK_SIZES, TARGETS,
+                                            active_backend,
                                             activation_inputs, loss_cases, loss_inputs,
                                             native_activations, our_activations)
 from keras_afl.bench.backends.timing import (jax_activation_step, jax_loss_step,
                                              time_round_robin, torch_activation_step,
-                                             torch_loss_step)
+                                             torch_graph_breaks, torch_loss_step)
 from keras_afl.bench.device import device
 
 
-def _row(backend, kind, name, size, dtype, ref_name, timed, block):
+def _row(backend, kind, name, size, dtype, ref_name, timed, block, mode):
     (ours, ours_iqr), (ref, ref_iqr) = timed
     what, target = TARGETS[backend][kind]
+    if mode == "compile":
+        what += ", both under torch.compile"
     ratio = ours / ref
-    return {"backend": backend, "kind": kind, "name": name, "log2_size": size, "dtype": dtype,
-            "reference": ref_name, "ours_ms": ours, "reference_ms": ref, "ratio": ratio,
-            "ours_iqr_ms": ours_iqr, "reference_iqr_ms": ref_iqr, "calls_per_round": block,
-            "max_ratio": target, "target": f"<= {target}x {what}", "met": ratio <= target}
+    return {"backend": backend, "kind": kind, "name": name, "mode": mode, "log2_size": size,
+            "dtype": dtype, "reference": ref_name, "ours_ms": ours, "reference_ms": ref,
+            "ratio": ratio, "ours_iqr_ms": ours_iqr, "reference_iqr_ms": ref_iqr,
+            "calls_per_round": block, "max_ratio": target, "target": f"<= {target}x {what}",
+            "met": ratio <= target}
 
 
-def bench_activations(names, sizes, dtype, repeats, progress=None):
+# Warm-up calls of each step under torch.compile: past Dynamo's recompile limit (8), so that a
+# frame recompiled at every call (Keras's `ops.cond` names a new operation each call, and Dynamo
+# guards on the name counter: Keras's Hinge) has fallen back to eager before the timing starts.
+COMPILE_WARMUP = 12
+
+
+def _timed_row(steps, repeats, mode, *row):
+    """Ours and the reference timed round-robin; under torch.compile, with what Dynamo made of
+    each (`graphs`, `graph_breaks`: {"ours": ..., "reference": ...}) -- traced before the timed
+    steps compile (at the warm-up, not timed)."""
+    traced = [torch_graph_breaks(s) for s in steps] if mode == "compile" else None
+    timed, block = time_round_robin(steps, repeats,
+                                    warmup=COMPILE_WARMUP if mode == "compile" else 3)
+    out = _row(*row, timed, block, mode)
+    if traced:
+        for key in ("graphs", "graph_breaks", "reasons"):
+            out[key] = {"ours": traced[0][key], "reference": traced[1][key]}
+    return out
+
+
+def _modes(backend, modes):
+    return list(DEFAULT_MODES[backend] if modes is None else modes)
+
+
+def bench_activations(names, sizes, dtype, repeats, progress=None, modes=None):
     backend = active_backend()
     native, ours = native_activations(backend), our_activations()
-    make = jax_activation_step if backend == "jax" else torch_activation_step
     rows = []
     for size in sizes:
         x, g, alpha = activation_inputs(2**size, dtype)
         for name in names:
             a = alpha if name == "prelu" else None
             ref, ref_name = native[name]
-            timed, block = time_round_robin(
-                [make(ours[name], x, g, a), make(ref, x, g, a)], repeats)
-            rows.append(_row(backend, "activation", name, size, dtype, ref_name, timed, block))
-            if progress:
-                progress(rows[-1])
+            for mode in _modes(backend, modes):
+                if backend == "jax":
+                    steps = [jax_activation_step(f, x, g, a) for f in (ours[name], ref)]
+                else:
+                    steps = [torch_activation_step(f, x, g, a, compiled=mode == "compile")
+                             for f in (ours[name], ref)]
+                rows.append(_timed_row(steps, repeats, mode, backend, "activation", name, size,
+                                       dtype, ref_name))
+                if progress:
+                    progress(rows[-1])
     return rows
 
 
-def bench_losses(names, sizes, dtype, repeats, progress=None):
+def bench_losses(names, sizes, dtype, repeats, progress=None, modes=None):
     backend = active_backend()
-    make = jax_loss_step if backend == "jax" else torch_loss_step
     rows = []
     for size in sizes:
         for name in names:
-            ours, ref, ref_name = loss_cases()[name]
-            y_true, y_pred = loss_inputs(ours, 2**size, dtype)
-            timed, block = time_round_robin(
-                [make(ours, y_true, y_pred), make(ref, y_true, y_pred)], repeats)
-            rows.append(_row(backend, "loss", name, size, dtype, ref_name, timed, block))
-            if progress:
-                progress(rows[-1])
+            for mode in _modes(backend, modes):
+                ours, ref, ref_name = loss_cases()[name]
+                y_true, y_pred = loss_inputs(ours, 2**size, dtype)
+                if backend == "jax":
+                    steps = [jax_loss_step(f, y_true, y_pred) for f in (ours, ref)]
+                else:
+                    steps = [torch_loss_step(f, y_true, y_pred, compiled=mode == "compile")
+                             for f in (ours, ref)]
+                rows.append(_timed_row(steps, repeats, mode, backend, "loss", name, size, dtype,
+                                       ref_name))
+                if progress:
+                    progress(rows[-1])
     return rows
 
 
@@ -95,10 +131,13 @@ def _load():
 
 
 def run(*, quick=False, sizes=None, dtype="float32", repeats=None, activations=None, losses=None,
-        suites=("activations", "losses"), progress=False):
-    """Times the cases on the active backend; returns a dict of rows and the machine's state."""
+        suites=("activations", "losses"), progress=False, modes=None):
+    """Times the cases on the active backend; returns a dict of rows and the machine's state.
+    `modes`: on PyTorch "eager" (the default) and/or "compile" (the step under torch.compile,
+    ours and Keras's alike); on JAX "jit" (every case is jitted)."""
     backend = active_backend()
-    for name, value in (("sizes", sizes), ("activations", activations), ("losses", losses)):
+    for name, value in (("sizes", sizes), ("activations", activations), ("losses", losses),
+                        ("modes", modes)):
         if value is not None and not isinstance(value, (list, tuple)):
             raise TypeError(f"{name}= must be a list or tuple; got {type(value).__name__} {value!r}")
     sizes = list(sizes or (QUICK_SIZES if quick else DEFAULT_SIZES))
@@ -112,6 +151,13 @@ def run(*, quick=False, sizes=None, dtype="float32", repeats=None, activations=N
     if unknown:
         raise ValueError(f"unknown case(s) {', '.join(unknown)}; activations: "
                          f"{', '.join(ACTIVATIONS)}; losses: {', '.join(LOSSES)}")
+    modes = _modes(backend, modes)
+    wrong = [m for m in modes if m not in MODES[backend]]
+    if wrong or not modes:
+        raise ValueError(f"modes= on {backend} are {' and/or '.join(MODES[backend])}; got "
+                         f"{', '.join(map(repr, wrong)) or 'none'}. Fix: modes="
+                         f"{list(MODES[backend])!r} or a part of it (graph and xla are "
+                         "TensorFlow's: --backend tensorflow)")
     bad = [s for s in suites if s not in ("activations", "losses")]
     if bad:
         raise ValueError(f"on {backend}, keras-afl bench runs the suites activations and losses; "
@@ -119,19 +165,19 @@ def run(*, quick=False, sizes=None, dtype="float32", repeats=None, activations=N
 
     def show(row):
         mark = "" if row["met"] else "  (target missed)"
-        print(f"  {row['kind']:<10} {row['name']:<32} 2^{row['log2_size']:<3} "
+        print(f"  {row['kind']:<10} {row['name']:<32} {row['mode']:<7} 2^{row['log2_size']:<3} "
               f"{row['ours_ms']:.4f} / {row['reference_ms']:.4f} ms = {row['ratio']:.3f}x{mark}",
               flush=True)
 
     load_before, t0 = _load(), time.perf_counter()
     rows = []
     if "activations" in suites and acts:
-        rows += bench_activations(acts, sizes, dtype, repeats, show if progress else None)
+        rows += bench_activations(acts, sizes, dtype, repeats, show if progress else None, modes)
     if "losses" in suites and loss_names:
-        rows += bench_losses(loss_names, sizes, dtype, repeats, show if progress else None)
+        rows += bench_losses(loss_names, sizes, dtype, repeats, show if progress else None, modes)
     return {"backend": backend, "device": _device(backend), "versions": _versions(backend),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "quick": quick,
-            "sizes": sizes, "dtype": dtype, "repeats": repeats, "rows": rows,
+            "sizes": sizes, "dtype": dtype, "modes": modes, "repeats": repeats, "rows": rows,
             "load_before": load_before, "load_after": _load(),
             "duration_s": round(time.perf_counter() - t0, 1)}
 

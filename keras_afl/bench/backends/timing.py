@@ -1,5 +1,6 @@
 """How the harness of JAX and PyTorch times a case: one step per call (a jitted VJP or value
-and gradient on JAX, eager `torch.autograd.grad` on PyTorch, each waited for), and the
+and gradient on JAX, `torch.autograd.grad` on PyTorch -- eager, or the step wrapped in
+`torch.compile` as Keras's `jit_compile=True` wraps its train step -- each waited for), and the
 round-robin timer of single calls, for `keras_afl.bench.backends`."""
 
 from __future__ import annotations
@@ -36,19 +37,36 @@ def _torch_sync():
     return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
 
-def torch_activation_step(f, x, g, alpha=None):
-    """An eager call: f(x), then torch.autograd.grad of g (for x, and alpha for PReLU)."""
+def _torch_compiled(fn):
+    """`fn` under `torch.compile` (Inductor, one program per input shape), as Keras's
+    `jit_compile=True` wraps its train step on PyTorch. Dynamo's caches are emptied first: every
+    case compiles the same step code, and past its recompile limit Dynamo would quietly run the
+    later cases eagerly."""
+    import torch
+
+    torch._dynamo.reset()
+    return torch.compile(fn, dynamic=False)
+
+
+def torch_activation_step(f, x, g, alpha=None, compiled=False):
+    """A call: f(x), then torch.autograd.grad of g (for x, and alpha for PReLU); eager, or
+    under `torch.compile` with `compiled=True`."""
     import torch
 
     sync = _torch_sync()
     x = x.detach().requires_grad_(True)
     leaves = [x] if alpha is None else [x, alpha.detach().requires_grad_(True)]
 
-    def step():
+    def grads(g, *leaves):
         y = f(*leaves)
-        grads = torch.autograd.grad(y, leaves, g)
+        return y, torch.autograd.grad(y, leaves, g)
+    run = _torch_compiled(grads) if compiled else grads
+
+    def step():
+        out = run(g, *leaves)
         sync()
-        return y, grads
+        return out
+    step.traced = (grads, (g, *leaves))
     return step
 
 
@@ -59,18 +77,40 @@ def jax_loss_step(loss, y_true, y_pred):
     return lambda: jax.block_until_ready(step(y_pred, y_true))
 
 
-def torch_loss_step(loss, y_true, y_pred):
+def torch_loss_step(loss, y_true, y_pred, compiled=False):
+    """A call: the loss and torch.autograd.grad of it with respect to y_pred; eager, or under
+    `torch.compile` with `compiled=True`."""
     import torch
 
     sync = _torch_sync()
     p = y_pred.detach().requires_grad_(True)
 
-    def step():
+    def value_and_grad(y_true, p):
         value = loss(y_true, p)
-        grad = torch.autograd.grad(value, [p])
+        return value, torch.autograd.grad(value, [p])
+    run = _torch_compiled(value_and_grad) if compiled else value_and_grad
+
+    def step():
+        out = run(y_true, p)
         sync()
-        return value, grad
+        return out
+    step.traced = (value_and_grad, (y_true, p))
     return step
+
+
+def torch_graph_breaks(step):
+    """What Dynamo makes of a step's function (`step.traced`): {"graphs", "graph_breaks",
+    "reasons"} from `torch._dynamo.explain` -- one graph and no break is the whole step in one
+    compiled program. The break at `torch.autograd.grad` itself (which Dynamo does not trace by
+    default) is Keras's too: its train step calls `loss.backward()` there."""
+    import torch
+
+    fn, args = step.traced
+    torch._dynamo.reset()
+    e = torch._dynamo.explain(fn)(*args)
+    torch._dynamo.reset()
+    reasons = sorted({str(b.reason).split("\n")[0][:120] for b in e.break_reasons})
+    return {"graphs": e.graph_count, "graph_breaks": e.graph_break_count, "reasons": reasons}
 
 
 # --------------------------------------------------------------------------- timing
