@@ -20,6 +20,10 @@ def as_float(x, name="x"):
     """
     import keras
 
+    from keras_afl._backend import ops
+
+    if ops().is_float_tensor(x):  # already what the conversion would return (no Python cost)
+        return x
     given = getattr(x, "dtype", None)
     if given is not None:
         try:

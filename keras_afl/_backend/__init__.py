@@ -104,7 +104,7 @@ def numpy_names(*modules):
     return add
 
 
-def custom_derivative(forward, backward):
+def custom_derivative(forward, backward, native=None):
     """`forward` with the derivative `backward`, on the active backend.
 
     Args:
@@ -113,10 +113,15 @@ def custom_derivative(forward, backward):
         backward: `backward(xs, y, saved, g) -> tuple` of one gradient (or None) per input,
             given the inputs `xs`, the output `y`, the intermediates `saved` and the upstream
             gradient `g` (same shape as `y`).
+        native: The backend's own differentiable operation where it computes this forward and
+            this derivative, conventions included (`ops().native(name, ...)`), or None. It is
+            used as it is: no custom-derivative wrapper, and so no cost per call for one.
 
     Returns:
         A function of the positional tensors `xs` returning `y`.
     """
+    if native is not None:
+        return native
     a = _ADAPTER
     return (adapter() if a is None else a).custom_derivative(forward, backward)
 

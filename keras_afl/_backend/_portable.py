@@ -44,6 +44,19 @@ class PortableOps:
     KEEPS_ROW_STATISTICS = False  # a loss's backward sums its labels again (faster under jax.jit)
 
     @staticmethod
+    def is_float_tensor(x):
+        """Whether x is already a floating-point tensor of this backend, to be used as it is
+        (`keras_afl._grad_utils.as_float`'s fast path); False sends it through Keras's
+        conversion."""
+        return False
+
+    @staticmethod
+    def native(name, *params):
+        """The backend's own op for activation `name` where it is ours exactly (derivative and
+        kink conventions included), else None (`keras_afl._backend.custom_derivative`)."""
+        return None
+
+    @staticmethod
     def rank(x):
         return len(x.shape)
 

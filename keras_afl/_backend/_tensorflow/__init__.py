@@ -39,6 +39,17 @@ class ops:
     ELU_HALF_IN_FLOAT32 = False  # tf.nn.elu/selu as they are: the same programs as Keras's
 
     @staticmethod
+    def is_float_tensor(x):
+        """False: TensorFlow converts inside a traced graph once, not per step."""
+        return False
+
+    @staticmethod
+    def native(name, *params):
+        """None: a `tf.custom_gradient` costs nothing per step in a traced graph, and the
+        kernels beneath are TensorFlow's own already (`relu_grad` is `ReluGrad`, ...)."""
+        return None
+
+    @staticmethod
     def relu_grad(g, y):
         """g where y = relu(x) > 0, else 0 (`ReluGrad`)."""
         return tf.raw_ops.ReluGrad(gradients=g, features=y)
