@@ -11,8 +11,9 @@ which keeps them connected to the graph for a second differentiation; the interm
 (`create_graph=True`, or nested `torch.func` transforms: it is itself being differentiated) it
 recomputes them from the inputs; otherwise it reuses them.
 
-Forward mode (`torch.func.jvp`, `jacfwd`, `hessian`, `torch.autograd.forward_ad`) is refused with
-a NotImplementedError naming the reverse-mode alternatives. The derivative is written once, as a
+Forward mode (`torch.func.jvp`, `jacfwd`, `hessian`, `torch.autograd.forward_ad`) of a function
+with a derivative of our own is refused with a NotImplementedError naming the reverse-mode
+alternatives (the activations that run ATen's own op, `ops.native`, take it as PyTorch's do). The derivative is written once, as a
 vector-Jacobian product (as `jax.custom_vjp` takes it on JAX, where forward mode is refused too),
 and a `jvp` staticmethod would cost `torch.compile` its graphs: Dynamo refuses to trace an
 autograd.Function that defines one.
