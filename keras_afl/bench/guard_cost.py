@@ -107,10 +107,15 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json", help="write the result to this file")
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, repeats=args.repeats)
+    return report(run(quick=args.quick, repeats=args.repeats), table, args.json)
+
+
+def report(result, table, path=None):
+    """The end of a `python -m keras_afl.bench.*` program: prints `table(result)`, writes the
+    result as JSON to `path` (if given); returns the exit code 0."""
     print(table(result))
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(result, f, indent=1)
     return 0
 

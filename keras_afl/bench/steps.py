@@ -180,12 +180,10 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--json", help="write the result to this file")
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, repeats=args.repeats, memory=not args.no_memory)
-    print(table(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return 0
+    from keras_afl.bench.guard_cost import report
+
+    return report(run(quick=args.quick, repeats=args.repeats, memory=not args.no_memory), table,
+                  args.json)
 
 
 if __name__ == "__main__":
